@@ -1,0 +1,40 @@
+#!/usr/bin/env python
+"""yolox_d2: YOLOX as a Detectron2 plugin.
+
+Install into an environment that already has PyTorch and Detectron2 with ``pip install -e .``;
+``make test`` / ``make demo`` build a complete virtualenv (see README.md).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="yolox_d2",
+    version="0.1.0",
+    description="YOLOX (Exceeding YOLO Series in 2021) as a Detectron2 plugin",
+    python_requires=">=3.8",
+    packages=find_packages(include=["yolox_d2", "yolox_d2.*"]),
+    # Detectron2 itself is not listed: it is published under several names (official source
+    # builds, sal-detectron2, ...) and an existing install must never be replaced.
+    install_requires=[
+        "torch>=1.10",
+        "torchvision",
+        "numpy",
+        "opencv-python",
+        "pycocotools",
+        "fvcore",
+        "iopath",
+        "omegaconf",
+    ],
+    extras_require={
+        # Test-time only. The official `yolox==0.3.0` (parity reference) additionally needs
+        # `pip install --no-deps --no-build-isolation yolox==0.3.0` (its setup.py imports torch).
+        "dev": [
+            "pytest",
+            "scikit-image",
+            "loguru",
+            "thop",
+            "tabulate",
+            "psutil",
+            "ninja",
+        ],
+    },
+)
