@@ -1,0 +1,2 @@
+"""YOLOX-Darknet53: Darknet-53 + SPP, YOLOv3 FPN, decoupled head (63.7M params, 185.3 GFLOPs, 47.7 COCO AP)."""
+from .common.models.yolox_darknet53 import model

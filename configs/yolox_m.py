@@ -1,0 +1,6 @@
+"""YOLOX-M: depth 0.67, width 0.75, 640x640 (25.3M params, 73.8 GFLOPs, 46.9 COCO AP)."""
+from .yolox_l import model
+
+model.backbone.bottom_up.update(depth=0.67, width=0.75)
+model.backbone.depth = 0.67
+model.head.update(in_channels=[192, 384, 768], feat_channels=192)

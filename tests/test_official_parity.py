@@ -1,0 +1,155 @@
+"""
+Numerical parity with the official YOLOX (PyPI yolox==0.3.0, test-time reference only):
+the official model with random weights, converted by tools/convert_yolox_weights.py, gives
+the same raw head outputs and the same detections on real photos.
+"""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+from yolox_d2.data.mappers import YOLOXTestMapper
+
+from .conftest import photo_paths
+from .official_reference import VARIANTS, converted_pair, official_detect, read_bgr
+
+pytest.importorskip("yolox", reason="the official yolox==0.3.0 reference is installed by `make test`")
+
+SCORE_THRESH = 0.05
+NMS_THRESH = 0.65
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def pair(request, repo_root):
+    variant = request.param
+    official, ours = converted_pair(
+        repo_root, variant, test_score_thresh=SCORE_THRESH, test_nms_thresh=NMS_THRESH,
+        max_detections_per_image=100000,
+    )
+    return variant, official, ours
+
+
+def _capture_official_raw(official, x):
+    """Raw per-level (cls, reg, obj) outputs of the official head, via forward hooks."""
+    captured = {"cls": [], "reg": [], "obj": []}
+    hooks = []
+    for key, layers in (("cls", official.head.cls_preds), ("reg", official.head.reg_preds), ("obj", official.head.obj_preds)):
+        for layer in layers:
+            hooks.append(layer.register_forward_hook(lambda m, i, o, key=key: captured[key].append(o)))
+    try:
+        with torch.no_grad():
+            decoded = official(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return captured, decoded
+
+
+def test_raw_head_outputs_match(pair):
+    variant, official, ours = pair
+    size = VARIANTS[variant][1]
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, size, size - 64) * 255
+    captured, official_decoded = _capture_official_raw(official, x)
+    with torch.no_grad():
+        features = ours.backbone(x)
+        cls, reg, obj = ours.head([features[f] for f in ours.head_in_features])
+    for name, a_list, b_list in (("cls", captured["cls"], cls), ("reg", captured["reg"], reg), ("obj", captured["obj"], obj)):
+        assert len(a_list) == len(b_list) == 3
+        for level, (a, b) in enumerate(zip(a_list, b_list)):
+            assert a.shape == b.shape, (name, level)
+            torch.testing.assert_close(b, a, atol=1e-4, rtol=0, msg=f"{variant} {name} level {level}")
+
+    # Decoded (boxes, obj, cls) outputs in the official layout.
+    with torch.no_grad():
+        c, r, o = ours._flatten_predictions((cls, reg, obj))
+        grid, strides = ours.anchor_grid([features[f] for f in ours.head_in_features])
+        boxes = ours.decode_boxes(r, grid, strides)
+    centers = (boxes[..., :2] + boxes[..., 2:]) / 2
+    sizes = boxes[..., 2:] - boxes[..., :2]
+    torch.testing.assert_close(centers, official_decoded[..., :2], atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(sizes, official_decoded[..., 2:4], atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(o.sigmoid(), official_decoded[..., 4], atol=1e-5, rtol=0)
+    torch.testing.assert_close(c.sigmoid(), official_decoded[..., 5:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("photo", photo_paths())
+def test_detections_identical_on_real_photos(pair, photo):
+    variant, official, ours = pair
+    size = VARIANTS[variant][1]
+    image = read_bgr(photo)
+    expected, ratio = official_detect(official, image, size, 80, SCORE_THRESH, NMS_THRESH)
+    assert len(expected) > 5, "the random reference model should detect something"
+
+    inputs = [YOLOXTestMapper(image_size=size)({"file_name": photo, "image_id": 0})]
+    with torch.no_grad():
+        images = ours.preprocess_image(inputs)
+        assert tuple(images.tensor.shape[-2:]) == (size, size)  # same 114 canvas as the official
+        features = ours.backbone(images.tensor)
+        features = [features[f] for f in ours.head_in_features]
+        raw = ours.forward_inference(images, features, ours.head(features))[0]
+        final = ours(inputs)[0]["instances"]
+
+    # Same detections, same order, in network-input coordinates.
+    assert len(raw) == len(expected)
+    assert torch.equal(raw.pred_classes, expected[:, 6].long())
+    torch.testing.assert_close(raw.scores, expected[:, 4] * expected[:, 5], atol=1e-6, rtol=0)
+    torch.testing.assert_close(raw.pred_boxes.tensor, expected[:, :4], atol=1e-3, rtol=1e-5)
+
+    # And in original-image coordinates: the official divides by the letterbox ratio; Detectron2
+    # rescales by (original / resized) size per axis and clips to the image, which differs by
+    # under a pixel.
+    h, w = image.shape[:2]
+    assert final.image_size == (h, w)
+    official_boxes = expected[:, :4] / ratio
+    official_boxes[:, 0::2] = official_boxes[:, 0::2].clamp(0, w)
+    official_boxes[:, 1::2] = official_boxes[:, 1::2].clamp(0, h)
+    keep = (official_boxes[:, 2] > official_boxes[:, 0]) & (official_boxes[:, 3] > official_boxes[:, 1])
+    assert len(final) == int(keep.sum())
+    torch.testing.assert_close(final.pred_boxes.tensor, official_boxes[keep], atol=1.0, rtol=0)
+    assert torch.equal(final.pred_classes, expected[keep, 6].long())
+
+
+def test_convert_tool_gives_checkpoint_that_loads_cleanly(repo_root, tmp_path):
+    """The CLI converts an official .pth; every key of the model is filled, none is left over."""
+    from .official_reference import build_official_model, build_yolox_d2_model
+
+    official = build_official_model("yolox-s", seed=3)
+    src, dst = tmp_path / "official.pth", tmp_path / "d2.pth"
+    torch.save({"model": official.state_dict(), "start_epoch": 10}, src)
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "tools" / "convert_yolox_weights.py"),
+         "--config-file", str(repo_root / "configs" / "yolox_s.py"), str(src), str(dst)],
+        capture_output=True, text=True, cwd=repo_root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    converted = torch.load(dst, weights_only=True)["model"]
+    model = build_yolox_d2_model(repo_root, "s")
+    assert set(converted) == set(model.state_dict())
+    DetectionCheckpointer(model).load(str(dst))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, converted[k]), k
+    assert len(converted) == len(official.state_dict())
+
+
+def test_convert_tool_lists_unknown_and_missing_keys(repo_root, tmp_path):
+    from .official_reference import build_official_model
+
+    sd = build_official_model("yolox-nano").state_dict()
+    sd["head.extra_layer.weight"] = torch.zeros(1)
+    del sd["head.obj_preds.0.bias"]
+    src = tmp_path / "official.pth"
+    torch.save({"model": sd}, src)
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "tools" / "convert_yolox_weights.py"),
+         "--config-file", str(repo_root / "configs" / "yolox_nano.py"), str(src), str(tmp_path / "out.pth")],
+        capture_output=True, text=True, cwd=repo_root,
+    )
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    assert "Unexpected in the checkpoint (1): head.extra_layer.weight" in output
+    assert "Missing in the checkpoint (1): head.obj_preds.0.bias" in output
+    assert not (tmp_path / "out.pth").exists()

@@ -1,0 +1,3 @@
+from .defaults import add_yolox_config
+
+__all__ = ["add_yolox_config"]

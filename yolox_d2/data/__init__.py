@@ -1,0 +1,24 @@
+"""
+YOLOX data pipeline for Detectron2: augmentations (:mod:`.transforms`), the Mosaic / MixUp
+training dataset (:mod:`.mosaic`), the test mapper (:mod:`.mappers`), loader builders
+(:mod:`.build`) and bundled datasets (:mod:`.datasets`, registered on import).
+"""
+from . import datasets  # noqa: F401  (registers the bundled datasets; cheap, lazy)
+from . import transforms
+from .build import build_yolox_test_loader, build_yolox_train_loader, find_mosaic_dataset
+from .mappers import ImageReadError, YOLOXTestMapper, read_image_bgr
+from .mosaic import YOLOX_AUGMENTATION_DEFAULTS, MosaicMixupDataset, yolox_augmentation_defaults
+
+__all__ = [
+    "datasets",
+    "transforms",
+    "build_yolox_train_loader",
+    "build_yolox_test_loader",
+    "find_mosaic_dataset",
+    "ImageReadError",
+    "YOLOXTestMapper",
+    "read_image_bgr",
+    "MosaicMixupDataset",
+    "YOLOX_AUGMENTATION_DEFAULTS",
+    "yolox_augmentation_defaults",
+]

@@ -1,0 +1,363 @@
+"""
+:class:`MosaicMixupDataset`: the YOLOX training data pipeline (Mosaic + random affine + MixUp +
+HSV + flip, or the plain "no-aug" letterbox of the last epochs) as a map-style dataset that
+yields Detectron2 model inputs.
+
+The mosaic on/off switch lives in a shared-memory tensor, so flipping it in the main process
+reaches DataLoader worker processes that already exist (forked or spawned, persistent or not).
+"""
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.data.common import DatasetFromList
+from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.utils import comm
+
+from . import transforms as T
+from .mappers import read_image_bgr
+
+__all__ = ["MosaicMixupDataset", "yolox_augmentation_defaults", "YOLOX_AUGMENTATION_DEFAULTS"]
+
+logger = logging.getLogger(__name__)
+
+_BASE_AUG = dict(
+    mosaic_prob=1.0,
+    mixup_prob=1.0,
+    enable_mixup=True,
+    mosaic_scale=(0.1, 2.0),
+    mixup_scale=(0.5, 1.5),
+    degrees=10.0,
+    translate=0.1,
+    shear=2.0,
+    hsv_prob=1.0,
+    flip_prob=0.5,
+)
+_SMALL_AUG = dict(_BASE_AUG, enable_mixup=False, mosaic_scale=(0.5, 1.5))
+
+#: Per-variant augmentation keyword arguments for :class:`MosaicMixupDataset` (plus the
+#: training ``image_size``). S / Tiny / Nano use the weakened recipe of the YOLOX paper
+#: (no MixUp, mosaic scale (0.5, 1.5); Nano mosaic prob 0.5). Note: the official
+#: ``exps/default/yolox_s.py`` (0.3.0) keeps the full L/M/X recipe for S.
+YOLOX_AUGMENTATION_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "nano": dict(_SMALL_AUG, mosaic_prob=0.5, image_size=(416, 416)),
+    "tiny": dict(_SMALL_AUG, image_size=(416, 416)),
+    "s": dict(_SMALL_AUG, image_size=(640, 640)),
+    "m": dict(_BASE_AUG, image_size=(640, 640)),
+    "l": dict(_BASE_AUG, image_size=(640, 640)),
+    "x": dict(_BASE_AUG, image_size=(640, 640)),
+    "darknet53": dict(_BASE_AUG, image_size=(640, 640)),
+}
+
+
+def yolox_augmentation_defaults(variant: str) -> Dict[str, Any]:
+    """
+    The recipe's :class:`MosaicMixupDataset` keyword arguments for a model variant.
+
+    Use as ``L(MosaicMixupDataset)(dataset_dicts=..., **yolox_augmentation_defaults("s"))``.
+
+    Args:
+        variant: one of ``nano, tiny, s, m, l, x, darknet53`` (case-insensitive, an optional
+            ``yolox_`` / ``yolox-`` prefix is ignored).
+
+    Returns:
+        A new dict (safe to modify).
+    """
+    key = variant.lower()
+    for prefix in ("yolox_", "yolox-"):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    if key not in YOLOX_AUGMENTATION_DEFAULTS:
+        raise KeyError(f"Unknown YOLOX variant {variant!r}; known: {sorted(YOLOX_AUGMENTATION_DEFAULTS)}")
+    return dict(YOLOX_AUGMENTATION_DEFAULTS[key])
+
+
+def _pair(value, name: str) -> Tuple[float, float]:
+    """A ``(low, high)`` float pair from any 2-sequence (tuple, list, ListConfig)."""
+    value = tuple(float(v) for v in value)
+    if len(value) != 2 or value[0] > value[1]:
+        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
+    return value
+
+
+def _compact_record(d: Dict[str, Any]) -> Dict[str, Any]:
+    """Keep what training needs from a dataset dict: boxes as an XYXY_ABS array, classes."""
+    boxes, classes = [], []
+    for ann in d.get("annotations", []):
+        if ann.get("iscrowd", 0):
+            continue
+        box = BoxMode.convert(list(ann["bbox"]), BoxMode(ann["bbox_mode"]), BoxMode.XYXY_ABS)
+        boxes.append(box)
+        classes.append(int(ann["category_id"]))
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    classes = np.asarray(classes, dtype=np.int64)
+    if "height" in d and "width" in d and len(boxes):
+        boxes = T.clip_boxes(boxes, d["width"], d["height"]).astype(np.float32)
+    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return {
+        "file_name": d["file_name"],
+        "image_id": d.get("image_id"),
+        **({"height": int(d["height"]), "width": int(d["width"])} if "height" in d and "width" in d else {}),
+        "boxes": boxes[valid],
+        "classes": classes[valid],
+    }
+
+
+class MosaicMixupDataset(torch.utils.data.Dataset):
+    """
+    YOLOX training augmentation over a whole list of Detectron2 dataset dicts.
+
+    ``dataset[i]`` returns a Detectron2 model input: ``{"image": uint8 tensor (3, h, w) BGR,
+    "instances": Instances(gt_boxes=Boxes(XYXY float32), gt_classes=int64), "height": h,
+    "width": w, "file_name", "image_id"}`` where ``(h, w) = image_size`` (every sample has the
+    same size, so training batches have a fixed shape; ``height`` / ``width`` describe the
+    returned image, ``file_name`` / ``image_id`` the primary image ``i``).
+
+    With mosaic enabled (and with probability ``mosaic_prob``): image ``i`` and 3 partners
+    drawn uniformly from the *whole* dataset form a ``2h x 2w`` mosaic
+    (:func:`~yolox_d2.data.transforms.mosaic`), a random affine brings it to ``(h, w)``
+    (:func:`~yolox_d2.data.transforms.random_affine`), then with probability ``mixup_prob``
+    (if ``enable_mixup`` and some box survived) a uniformly drawn annotated image is blended
+    in (:func:`~yolox_d2.data.transforms.mixup`). Otherwise (mosaic disabled: the "no-aug"
+    last epochs, or the ``1 - mosaic_prob`` draw) the image is letterboxed to fit ``(h, w)``.
+    Both paths then apply, like the official ``TrainTransform``: HSV jitter with probability
+    ``hsv_prob``, horizontal flip with probability ``flip_prob`` (in the plain path both happen
+    before the bottom/right 114 padding), and drop boxes whose shorter side is
+    ``<= min_box_size``; at most ``max_labels`` boxes are kept. Samples may have 0 boxes.
+
+    The mosaic switch (:meth:`set_mosaic_enabled`, :attr:`mosaic_enabled`) is a shared-memory
+    tensor read by every ``__getitem__``, so it reaches existing worker processes.
+    Randomness: one :class:`numpy.random.Generator` per process, seeded from the DataLoader
+    worker seed (``torch.utils.data.get_worker_info().seed``), the distributed rank and
+    ``seed``; in the main process from ``seed`` (or ``torch.initial_seed()`` when ``seed`` is
+    None). Runs with a seeded DataLoader (``build_yolox_train_loader(seed=...)``) are
+    reproducible and workers / ranks differ.
+    """
+
+    def __init__(
+        self,
+        dataset_dicts: Sequence[Dict[str, Any]],
+        image_size: Sequence[int] = (640, 640),
+        mosaic_prob: float = 1.0,
+        mixup_prob: float = 1.0,
+        enable_mixup: bool = True,
+        mosaic_scale: Sequence[float] = (0.1, 2.0),
+        mixup_scale: Sequence[float] = (0.5, 1.5),
+        degrees: float = 10.0,
+        translate: float = 0.1,
+        shear: float = 2.0,
+        hsv_prob: float = 1.0,
+        flip_prob: float = 0.5,
+        max_labels: Optional[int] = 120,
+        seed: Optional[int] = None,
+        enable_mosaic: bool = True,
+        min_box_size: float = 1.0,
+        box_wh_thr: float = 2.0,
+        box_ar_thr: float = 20.0,
+        box_area_thr: float = 0.2,
+        hsv_gains: Sequence[float] = (5.0, 30.0, 30.0),
+        pad_value: int = T.YOLOX_PAD_VALUE,
+    ):
+        """
+        Args:
+            dataset_dicts: the whole training set as Detectron2 dataset dicts (``file_name``,
+                ``height``, ``width``, ``image_id``, ``annotations`` with ``bbox``,
+                ``bbox_mode``, ``category_id``; crowd boxes are ignored), e.g. from
+                :func:`detectron2.data.get_detection_dataset_dicts`. Stored serialized
+                (:class:`detectron2.data.common.DatasetFromList`) to keep worker memory flat.
+            image_size: training size ``(height, width)`` of every output.
+            mosaic_prob: probability of building a mosaic when mosaic is enabled.
+            mixup_prob: probability of MixUp on a mosaic sample (needs ``enable_mixup``).
+            enable_mixup: allow MixUp at all (off for S / Tiny / Nano in the paper's recipe).
+            mosaic_scale: ``(low, high)`` range of the random affine's scale.
+            mixup_scale: ``(low, high)`` range of the MixUp partner's scale jitter.
+            degrees: random affine rotation range ``U(-degrees, degrees)``.
+            translate: random affine translation, a fraction of ``image_size``.
+            shear: random affine shear range in degrees ``U(-shear, shear)``.
+            hsv_prob: probability of the HSV jitter.
+            flip_prob: probability of the horizontal flip.
+            max_labels: keep at most this many boxes per sample (official: 120; the first
+                ones, i.e. the primary image's come first); None: no limit.
+            seed: optional extra seed mixed into every process' generator.
+            enable_mosaic: initial state of the mosaic switch (see :meth:`set_mosaic_enabled`).
+            min_box_size: final filter, boxes need ``min(w, h) > min_box_size`` pixels.
+            box_wh_thr: :func:`~yolox_d2.data.transforms.box_candidates` minimum side after
+                mosaic cuts, the affine warp and MixUp cuts.
+            box_ar_thr: :func:`~yolox_d2.data.transforms.box_candidates` max aspect ratio.
+            box_area_thr: :func:`~yolox_d2.data.transforms.box_candidates` minimum kept area
+                fraction.
+            hsv_gains: ``(hgain, sgain, vgain)`` of :func:`~yolox_d2.data.transforms.augment_hsv`.
+            pad_value: fill value of padding and empty canvas areas (YOLOX: 114).
+        """
+        super().__init__()
+        dataset_dicts = list(dataset_dicts)
+        if not dataset_dicts:
+            raise ValueError("MosaicMixupDataset needs a non-empty list of dataset dicts")
+        records = [_compact_record(d) for d in dataset_dicts]
+        self._nonempty = np.asarray([i for i, r in enumerate(records) if len(r["boxes"])], dtype=np.int64)
+        self._records = DatasetFromList(records, copy=False, serialize=True)
+
+        self.image_size = T.to_hw(image_size)
+        self.mosaic_prob = float(mosaic_prob)
+        self.mixup_prob = float(mixup_prob)
+        self.enable_mixup = bool(enable_mixup)
+        self.mosaic_scale = _pair(mosaic_scale, "mosaic_scale")
+        self.mixup_scale = _pair(mixup_scale, "mixup_scale")
+        self.degrees = float(degrees)
+        self.translate = float(translate)
+        self.shear = float(shear)
+        self.hsv_prob = float(hsv_prob)
+        self.flip_prob = float(flip_prob)
+        self.max_labels = None if max_labels is None else int(max_labels)
+        self.seed = None if seed is None else int(seed)
+        self.min_box_size = float(min_box_size)
+        self.box_filter = dict(wh_thr=float(box_wh_thr), ar_thr=float(box_ar_thr), area_thr=float(box_area_thr))
+        self.hsv_gains = tuple(float(g) for g in hsv_gains)
+        if len(self.hsv_gains) != 3:
+            raise ValueError(f"hsv_gains must have 3 values, got {self.hsv_gains!r}")
+        self.pad_value = int(pad_value)
+
+        # Shared memory: the same storage is seen by every (forked or spawned) worker.
+        self._mosaic_flag = torch.zeros(1, dtype=torch.uint8).share_memory_()
+        self._mosaic_flag[0] = int(bool(enable_mosaic))
+        self._rank = comm.get_rank()  # the rank that built the dataset (workers inherit it)
+        self._rng: Optional[np.random.Generator] = None
+        self._rng_key = None
+        logger.info(
+            "MosaicMixupDataset: %d images (%d with boxes), image_size=%s, mosaic=%s (p=%.2f, "
+            "scale=%s), mixup=%s (p=%.2f, scale=%s), degrees=%g, translate=%g, shear=%g, "
+            "hsv_prob=%g, flip_prob=%g, max_labels=%s",
+            len(records), len(self._nonempty), self.image_size, bool(enable_mosaic),
+            self.mosaic_prob, self.mosaic_scale, self.enable_mixup, self.mixup_prob,
+            self.mixup_scale, self.degrees, self.translate, self.shear, self.hsv_prob,
+            self.flip_prob, self.max_labels,
+        )
+
+    # ------------------------------------------------------------------ switch
+    @property
+    def mosaic_enabled(self) -> bool:
+        """Current state of the shared mosaic switch (as seen by this process)."""
+        return bool(self._mosaic_flag[0].item())
+
+    def set_mosaic_enabled(self, enabled: bool) -> None:
+        """
+        Turn Mosaic / affine / MixUp on or off for all processes (the "no-aug" epochs).
+
+        Writes the shared-memory flag; DataLoader workers see the change from their next
+        sample on (samples already prefetched keep the mode they were made with).
+
+        Args:
+            enabled: True for the full augmentation, False for letterbox + HSV + flip only.
+        """
+        self._mosaic_flag[0] = int(bool(enabled))
+        logger.info("Mosaic/MixUp augmentation %s", "enabled" if enabled else "disabled")
+
+    # ------------------------------------------------------------------ randomness
+    def _generator(self) -> np.random.Generator:
+        """This process' generator, (re)created when the worker / worker seed changes."""
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            key = ("main",)
+        else:
+            key = ("worker", info.id, info.seed)
+        if self._rng is None or self._rng_key != key:
+            rank = self._rank
+            extra = 0 if self.seed is None else self.seed
+            if info is None:
+                base = torch.initial_seed() if self.seed is None else self.seed
+                entropy = [int(base) % 2**63, rank, extra]
+            else:
+                entropy = [int(info.seed) % 2**63, rank, extra, 1]
+            self._rng = np.random.default_rng(np.random.SeedSequence(entropy))
+            self._rng_key = key
+        return self._rng
+
+    # ------------------------------------------------------------------ data
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _load(self, index: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]]:
+        """Image (BGR), boxes (XYXY), classes and the compact record of dataset entry ``index``."""
+        record = self._records[int(index)]
+        image = read_image_bgr(record)
+        return image, record["boxes"].astype(np.float64), record["classes"].copy(), record
+
+    def _mosaic_sample(self, index: int, rng: np.random.Generator):
+        """Mosaic + random affine (+ MixUp) at ``image_size``."""
+        n = len(self)
+        indices = [index] + [int(i) for i in rng.integers(0, n, 3)]
+        images, boxes, classes = [], [], []
+        for i in indices:
+            img, b, c, _ = self._load(i)
+            images.append(img)
+            boxes.append(b)
+            classes.append(c)
+        image, b, c = T.mosaic(images, boxes, classes, rng, self.image_size, fill=self.pad_value, **self.box_filter)
+        image, b, c = T.random_affine(
+            image, b, c, rng,
+            degrees=self.degrees, translate=self.translate, scale=self.mosaic_scale,
+            shear=self.shear, target_size=self.image_size, fill=self.pad_value, **self.box_filter,
+        )
+        if self.enable_mixup and len(b) and len(self._nonempty) and rng.uniform() < self.mixup_prob:
+            j = int(self._nonempty[rng.integers(0, len(self._nonempty))])
+            p_img, p_b, p_c, _ = self._load(j)
+            image, b, c = T.mixup(
+                image, b, c, p_img, p_b, p_c, rng,
+                scale=self.mixup_scale, fill=self.pad_value, **self.box_filter,
+            )
+        if rng.uniform() < self.hsv_prob:
+            image = T.augment_hsv(image, rng, *self.hsv_gains)
+        if rng.uniform() < self.flip_prob:
+            image, b = T.horizontal_flip(image, b)
+        return image, b, c
+
+    def _plain_sample(self, index: int, rng: np.random.Generator):
+        """The official ``TrainTransform`` on one image: letterbox, HSV, flip, pad with 114."""
+        image, b, c, _ = self._load(index)
+        image, r = T.letterbox_resize(image, self.image_size)
+        b = b * r
+        if rng.uniform() < self.hsv_prob:
+            image = T.augment_hsv(image, rng, *self.hsv_gains)
+        if rng.uniform() < self.flip_prob:
+            image, b = T.horizontal_flip(image, b)
+        b = T.clip_boxes(b, image.shape[1], image.shape[0])
+        return T.pad_to_size(image, self.image_size, self.pad_value), b, c
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        """
+        Args:
+            index: dataset index of the primary image.
+
+        Returns:
+            A Detectron2 model input dict (see the class docstring).
+        """
+        rng = self._generator()
+        record = self._records[int(index)]
+        if self.mosaic_enabled and rng.uniform() < self.mosaic_prob:
+            image, boxes, classes = self._mosaic_sample(index, rng)
+        else:
+            image, boxes, classes = self._plain_sample(index, rng)
+        boxes, classes = T.filter_small_boxes(boxes, classes, self.min_box_size)
+        if self.max_labels is not None:
+            boxes, classes = boxes[: self.max_labels], classes[: self.max_labels]
+
+        h, w = image.shape[:2]
+        instances = Instances((h, w))
+        instances.gt_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+        instances.gt_classes = torch.as_tensor(classes, dtype=torch.int64).reshape(-1)
+        return {
+            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "instances": instances,
+            "height": h,
+            "width": w,
+            "file_name": record["file_name"],
+            "image_id": record["image_id"],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(len={len(self)}, image_size={self.image_size}, "
+            f"mosaic_enabled={self.mosaic_enabled}, mosaic_prob={self.mosaic_prob}, "
+            f"enable_mixup={self.enable_mixup}, mixup_prob={self.mixup_prob})"
+        )

@@ -1,0 +1,4 @@
+from .yolox import YOLOX
+from .yolox_head import YOLOXHead
+
+__all__ = ["YOLOX", "YOLOXHead"]

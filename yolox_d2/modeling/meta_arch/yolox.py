@@ -1,0 +1,357 @@
+"""The YOLOX meta-architecture: anchor-free dense detector with SimOTA label assignment."""
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pad_sequence
+
+from detectron2.config import configurable
+from detectron2.layers import batched_nms
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils import comm
+
+from ...layers import ConvBNAct
+from ..losses import yolox_losses
+from ..simota import SimOTAMatcher
+from .yolox_head import YOLOXHead
+
+__all__ = ["YOLOX"]
+
+logger = logging.getLogger(__name__)
+
+
+@META_ARCH_REGISTRY.register()
+class YOLOX(DenseDetector):
+    """
+    YOLOX (:paper:`yolox`): a decoupled head over a feature pyramid, one prediction per
+    location, SimOTA label assignment in training and ``objectness x class`` scores with
+    class-aware NMS in inference.
+
+    Inputs follow Detectron2 (``list[dict]`` with ``"image"`` (C, H, W) in ``input_format``,
+    ``"instances"`` in training, optional ``"height"``/``"width"``); inference returns
+    ``[{"instances": Instances}]`` in the original image coordinates.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        head: nn.Module,
+        head_in_features: Optional[Sequence[str]] = None,
+        num_classes: int,
+        matcher: Optional[SimOTAMatcher] = None,
+        pixel_mean: Sequence[float] = (0.0, 0.0, 0.0),
+        pixel_std: Sequence[float] = (1.0, 1.0, 1.0),
+        input_format: str = "BGR",
+        pad_value: float = 114.0,
+        test_square_size: int = 0,
+        test_score_thresh: float = 0.01,
+        test_nms_thresh: float = 0.65,
+        test_class_agnostic_nms: bool = False,
+        max_detections_per_image: int = 100,
+        use_l1_loss: bool = False,
+        iou_loss_type: str = "iou",
+        box_loss_weight: float = 5.0,
+    ):
+        """
+        Args:
+            backbone: a Backbone whose ``output_shape()`` gives the head's levels (e.g.
+                :class:`YOLOPAFPN` over :class:`CSPDarknet`).
+            head: a :class:`YOLOXHead` (or any module with the same outputs).
+            head_in_features: backbone outputs fed to the head, fine to coarse; default all,
+                sorted by stride.
+            num_classes: number of foreground classes (must equal the head's).
+            matcher: label assigner; default ``SimOTAMatcher()`` (the 2021 rule).
+            pixel_mean, pixel_std: per-channel normalisation in ``input_format`` order. YOLOX
+                weights use raw 0-255 BGR (mean 0, std 1); ImageNet backbones need their own.
+            input_format: channel order of ``"image"`` (used for visualisation).
+            pad_value: value (before normalisation) of the bottom/right padding that makes a
+                batch rectangular; YOLOX uses 114.
+            test_square_size: if > 0, inference batches are padded to at least this square
+                size (the official letterbox canvas, e.g. 640). 0 pads to the backbone's
+                ``size_divisibility`` only.
+            test_score_thresh: keep detections with ``objectness * class score >=`` this.
+            test_nms_thresh: IoU threshold of class-aware NMS.
+            test_class_agnostic_nms: NMS across classes instead of per class.
+            max_detections_per_image: keep at most this many detections per image.
+            use_l1_loss: add the L1 loss on raw box offsets (switched on for the last
+                no-augmentation epochs by :class:`yolox_d2.engine.YOLOXModeSwitchHook`).
+            iou_loss_type: ``"iou"`` (1 - IoU^2) or ``"giou"``.
+            box_loss_weight: weight of the IoU loss.
+        """
+        super().__init__(
+            backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
+        )
+        shapes = self.backbone.output_shape()
+        self.strides = [shapes[f].stride for f in self.head_in_features]
+        head_channels = getattr(head, "in_channels", None)
+        backbone_channels = [shapes[f].channels for f in self.head_in_features]
+        if head_channels is not None and list(head_channels) != backbone_channels:
+            raise ValueError(
+                f"YOLOX head in_channels {list(head_channels)} do not match the backbone "
+                f"features {self.head_in_features} with channels {backbone_channels}"
+            )
+        head_classes = getattr(head, "num_classes", num_classes)
+        if head_classes != num_classes:
+            raise ValueError(f"YOLOX num_classes={num_classes} but the head has {head_classes}")
+        self.num_classes = num_classes
+        self.matcher = matcher if matcher is not None else SimOTAMatcher()
+        self.input_format = input_format
+        self.pad_value = float(pad_value)
+        self.test_square_size = int(test_square_size)
+        self.test_score_thresh = test_score_thresh
+        self.test_nms_thresh = test_nms_thresh
+        self.test_class_agnostic_nms = test_class_agnostic_nms
+        self.max_detections_per_image = max_detections_per_image
+        self.use_l1_loss = use_l1_loss
+        self.iou_loss_type = iou_loss_type
+        self.box_loss_weight = box_loss_weight
+        self._normalize = not (
+            all(m == 0 for m in pixel_mean) and all(s == 1 for s in pixel_std)
+        )
+        self.train_size: Optional[Tuple[int, int]] = None
+        self._anchor_cache: Dict[Tuple, Tuple[Tensor, Tensor]] = {}
+
+    @classmethod
+    def from_config(cls, cfg):
+        """Build from a yacs config extended by :func:`yolox_d2.config.add_yolox_config`."""
+        backbone = build_backbone(cfg)
+        c = cfg.MODEL.YOLOX
+        shapes = backbone.output_shape()
+        in_features = list(c.IN_FEATURES) or sorted(shapes, key=lambda k: shapes[k].stride)
+        head = YOLOXHead(
+            in_channels=[shapes[f].channels for f in in_features],
+            num_classes=c.NUM_CLASSES,
+            feat_channels=c.HEAD_CHANNELS,
+            depthwise=c.HEAD_DEPTHWISE,
+            norm=c.HEAD_NORM,
+            activation=c.HEAD_ACTIVATION,
+        )
+        return {
+            "backbone": backbone,
+            "head": head,
+            "head_in_features": in_features,
+            "num_classes": c.NUM_CLASSES,
+            "matcher": SimOTAMatcher(rule=c.SIMOTA_RULE),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "input_format": cfg.INPUT.FORMAT,
+            "pad_value": c.PAD_VALUE,
+            "test_square_size": c.TEST_SQUARE_SIZE,
+            "test_score_thresh": c.SCORE_THRESH_TEST,
+            "test_nms_thresh": c.NMS_THRESH_TEST,
+            "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "iou_loss_type": c.IOU_LOSS_TYPE,
+        }
+
+    # ------------------------------------------------------------------ public helpers
+    def set_train_size(self, size: Optional[Tuple[int, int]]) -> None:
+        """Multi-scale training: resize every training batch to ``(h, w)`` (None: as given)."""
+        self.train_size = None if size is None else (int(size[0]), int(size[1]))
+
+    @torch.no_grad()
+    def fuse(self) -> "YOLOX":
+        """Fold every BatchNorm into its convolution, for faster inference. Returns self."""
+        if self.training:
+            raise RuntimeError("YOLOX.fuse() is for inference: call model.eval() first")
+        for module in self.modules():
+            if isinstance(module, ConvBNAct):
+                module.fuse()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batched_inputs: List[Dict[str, Tensor]]):
+        images = self.preprocess_image(batched_inputs)
+        gt_instances = None
+        if self.training:
+            if any("instances" not in x for x in batched_inputs):
+                raise ValueError("YOLOX training needs 'instances' in every input dict")
+            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+            images, gt_instances = self._apply_train_size(images, gt_instances)
+
+        features = self.backbone(images.tensor)
+        features = [features[f] for f in self.head_in_features]
+        predictions = self.head(features)
+
+        if self.training:
+            return self.forward_training(images, features, predictions, gt_instances)
+
+        results = self.forward_inference(images, features, predictions)
+        processed_results = []
+        for results_per_image, input_per_image, image_size in zip(
+            results, batched_inputs, images.image_sizes
+        ):
+            height = input_per_image.get("height", image_size[0])
+            width = input_per_image.get("width", image_size[1])
+            processed_results.append({"instances": detector_postprocess(results_per_image, height, width)})
+        return processed_results
+
+    def preprocess_image(self, batched_inputs: List[Dict[str, Tensor]]) -> ImageList:
+        """Pad bottom/right with ``pad_value`` to a common size, then normalise."""
+        images = [self._move_to_current_device(x["image"]) for x in batched_inputs]
+        image_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        div = max(self.backbone.size_divisibility, 1)
+        max_h = max(h for h, _ in image_sizes)
+        max_w = max(w for _, w in image_sizes)
+        if not self.training and self.test_square_size > 0:
+            max_h = max(max_h, self.test_square_size)
+            max_w = max(max_w, self.test_square_size)
+        max_h = -(-max_h // div) * div
+        max_w = -(-max_w // div) * div
+        batch = images[0].new_full(
+            (len(images), images[0].shape[0], max_h, max_w), self.pad_value, dtype=torch.float32
+        )
+        for i, (im, (h, w)) in enumerate(zip(images, image_sizes)):
+            batch[i, :, :h, :w].copy_(im)
+        if self._normalize:
+            batch = (batch - self.pixel_mean) / self.pixel_std
+        return ImageList(batch, image_sizes)
+
+    def _apply_train_size(
+        self, images: ImageList, gt_instances: List[Instances]
+    ) -> Tuple[ImageList, List[Instances]]:
+        """Multi-scale training: bilinear-resize the batch to ``train_size``, boxes alike."""
+        if self.train_size is None or tuple(images.tensor.shape[-2:]) == self.train_size:
+            return images, gt_instances
+        h, w = images.tensor.shape[-2:]
+        new_h, new_w = self.train_size
+        tensor = F.interpolate(images.tensor, size=(new_h, new_w), mode="bilinear", align_corners=False)
+        sy, sx = new_h / h, new_w / w
+        image_sizes = [(round(ih * sy), round(iw * sx)) for ih, iw in images.image_sizes]
+        scaled = []
+        for inst, size in zip(gt_instances, image_sizes):
+            new = Instances(size, **inst.get_fields())
+            new.gt_boxes = Boxes(inst.gt_boxes.tensor * inst.gt_boxes.tensor.new_tensor([sx, sy, sx, sy]))
+            scaled.append(new)
+        return ImageList(tensor, image_sizes), scaled
+
+    # ------------------------------------------------------------------ shared pieces
+    def _flatten_predictions(self, predictions):
+        """Per-level (N, K, H, W) outputs -> (N, A, C) class logits, (N, A, 4) regression, (N, A) obj."""
+        cls_logits, box_regs, obj_logits = predictions
+        cls = torch.cat([permute_to_N_HWA_K(x, self.num_classes) for x in cls_logits], dim=1)
+        reg = torch.cat([permute_to_N_HWA_K(x, 4) for x in box_regs], dim=1)
+        obj = torch.cat([permute_to_N_HWA_K(x, 1) for x in obj_logits], dim=1).squeeze(-1)
+        return cls, reg, obj
+
+    def anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """
+        Returns the integer grid position (A, 2) as (x, y) of every prediction, in the order
+        the predictions are flattened (level, then row-major), and its stride (A,).
+        """
+        shapes = tuple(tuple(f.shape[-2:]) for f in features)
+        ref = features[0]
+        key = (shapes, ref.device, ref.dtype)
+        if key not in self._anchor_cache:
+            grids, strides = [], []
+            for (h, w), s in zip(shapes, self.strides):
+                ys, xs = torch.meshgrid(
+                    torch.arange(h, device=ref.device), torch.arange(w, device=ref.device), indexing="ij"
+                )
+                grids.append(torch.stack((xs, ys), dim=-1).reshape(-1, 2))
+                strides.append(torch.full((h * w,), float(s), device=ref.device))
+            self._anchor_cache.clear()
+            self._anchor_cache[key] = (
+                torch.cat(grids).to(ref.dtype),
+                torch.cat(strides).to(ref.dtype),
+            )
+        return self._anchor_cache[key]
+
+    @staticmethod
+    def decode_boxes(box_reg: Tensor, grid: Tensor, strides: Tensor) -> Tensor:
+        """(dx, dy, log w, log h) in stride units -> absolute XYXY boxes."""
+        s = strides.unsqueeze(-1)
+        centers = (box_reg[..., :2] + grid) * s
+        sizes = torch.exp(box_reg[..., 2:4]) * s
+        return torch.cat((centers - sizes / 2, centers + sizes / 2), dim=-1)
+
+    # ------------------------------------------------------------------ training
+    def forward_training(self, images, features, predictions, gt_instances):
+        cls_logits, box_reg, obj_logits = self._flatten_predictions(predictions)
+        cls_logits, box_reg, obj_logits = cls_logits.float(), box_reg.float(), obj_logits.float()
+        grid, strides = self.anchor_grid(features)
+        grid, strides = grid.float(), strides.float()
+        pred_boxes = self.decode_boxes(box_reg, grid, strides)
+
+        gt_boxes, gt_classes, gt_valid = self.label_inputs(gt_instances)
+        assignment = self.matcher(
+            pred_boxes.detach(),
+            cls_logits.detach(),
+            obj_logits.detach(),
+            (grid + 0.5) * strides.unsqueeze(-1),
+            strides,
+            gt_boxes,
+            gt_classes,
+            gt_valid,
+        )
+        # Normalise by the number of positives averaged over all workers.
+        num_fg = torch.tensor(float(assignment.num_fg), device=self.device)
+        if comm.get_world_size() > 1:
+            torch.distributed.all_reduce(num_fg)
+            num_fg = num_fg / comm.get_world_size()
+        normalizer = max(float(num_fg), 1.0)
+        return yolox_losses(
+            cls_logits=cls_logits,
+            obj_logits=obj_logits,
+            box_preds_xyxy=pred_boxes,
+            reg_raw=box_reg,
+            anchor_grid=grid,
+            anchor_strides=strides,
+            assignment=assignment,
+            gt_boxes=gt_boxes,
+            gt_classes=gt_classes,
+            use_l1=self.use_l1_loss,
+            iou_loss_type=self.iou_loss_type,
+            box_weight=self.box_loss_weight,
+            num_fg_normalizer=normalizer,
+        )
+
+    def label_inputs(self, gt_instances: List[Instances]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Pad per-image ground truths to (N, G, 4) boxes, (N, G) classes and (N, G) validity."""
+        boxes = [x.gt_boxes.tensor.float() for x in gt_instances]
+        classes = [x.gt_classes.long() for x in gt_instances]
+        counts = torch.tensor([len(b) for b in boxes], device=self.device)
+        if int(counts.max()) == 0:
+            n = len(boxes)
+            return (
+                torch.zeros((n, 0, 4), device=self.device),
+                torch.zeros((n, 0), dtype=torch.long, device=self.device),
+                torch.zeros((n, 0), dtype=torch.bool, device=self.device),
+            )
+        gt_boxes = pad_sequence(boxes, batch_first=True)
+        gt_classes = pad_sequence(classes, batch_first=True)
+        gt_valid = torch.arange(gt_boxes.shape[1], device=self.device)[None, :] < counts[:, None]
+        return gt_boxes, gt_classes, gt_valid
+
+    # ------------------------------------------------------------------ inference
+    def forward_inference(self, images: ImageList, features: List[Tensor], predictions) -> List[Instances]:
+        """Decode, score and NMS; boxes in the coordinates of the (unpadded) network input."""
+        cls_logits, box_reg, obj_logits = self._flatten_predictions(predictions)
+        grid, strides = self.anchor_grid(features)
+        boxes = self.decode_boxes(box_reg, grid, strides)
+        class_scores, classes = cls_logits.sigmoid().max(dim=-1)
+        scores = obj_logits.sigmoid() * class_scores
+        keep = scores >= self.test_score_thresh
+
+        results = []
+        for i, image_size in enumerate(images.image_sizes):
+            k = keep[i]
+            boxes_i, scores_i, classes_i = boxes[i][k], scores[i][k], classes[i][k]
+            nms_groups = torch.zeros_like(classes_i) if self.test_class_agnostic_nms else classes_i
+            kept = batched_nms(boxes_i, scores_i, nms_groups, self.test_nms_thresh)
+            kept = kept[: self.max_detections_per_image]
+            results.append(
+                Instances(
+                    image_size,
+                    pred_boxes=Boxes(boxes_i[kept]),
+                    scores=scores_i[kept],
+                    pred_classes=classes_i[kept],
+                )
+            )
+        return results
