@@ -1,4 +1,5 @@
 """YOLOX losses: hand-computed values, options, gradients, and parity with official yolox 0.3.0."""
+
 import math
 from typing import Dict, List
 
@@ -37,7 +38,9 @@ def test_iou_loss_matches_official_iouloss(loss_type):
     ctr = torch.rand(500, 2, generator=g) * 100
     wh = torch.rand(500, 2, generator=g) * 60 + 0.5
     pred_cxcywh = torch.cat((ctr, wh), 1)
-    target_cxcywh = torch.cat((ctr + torch.randn(500, 2, generator=g) * 15, wh * torch.rand(500, 2, generator=g) * 2 + 0.5), 1)
+    target_cxcywh = torch.cat(
+        (ctr + torch.randn(500, 2, generator=g) * 15, wh * torch.rand(500, 2, generator=g) * 2 + 0.5), 1
+    )
     to_xyxy = lambda b: torch.cat((b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2), 1)  # noqa: E731
     ref = IOUloss(reduction="none", loss_type=loss_type)(pred_cxcywh, target_cxcywh)
     ours = iou_loss(to_xyxy(pred_cxcywh), to_xyxy(target_cxcywh), loss_type=loss_type)
@@ -90,7 +93,12 @@ def test_yolox_losses_hand_computed(norm):
     # gt centre (2, 2), size (2, 2), anchor 0 at grid (0, 0) with stride 2
     t = [2 / 2 - 0, 2 / 2 - 0, math.log(2 / 2 + 1e-8), math.log(2 / 2 + 1e-8)]
     exp_l1 = sum(abs(r - tt) for r, tt in zip([0.5, 0.5, 0.1, -0.2], t)) / n
-    for key, value in (("loss_cls", exp_cls), ("loss_obj", exp_obj), ("loss_box_reg", exp_box), ("loss_l1", exp_l1)):
+    for key, value in (
+        ("loss_cls", exp_cls),
+        ("loss_obj", exp_obj),
+        ("loss_box_reg", exp_box),
+        ("loss_l1", exp_l1),
+    ):
         assert out[key].item() == pytest.approx(value, rel=1e-6), key
 
 
@@ -145,7 +153,9 @@ def test_zero_foreground_gradients_finite(use_l1):
         assert torch.isfinite(p[name].grad).all(), name
     # Also with no ground truth slot at all (G = 0).
     p = _tiny_problem()
-    p["assignment"] = SimOTAAssignment(torch.zeros(1, 2, dtype=torch.bool), torch.zeros(1, 2, dtype=torch.int64), torch.zeros(1, 2), 0)
+    p["assignment"] = SimOTAAssignment(
+        torch.zeros(1, 2, dtype=torch.bool), torch.zeros(1, 2, dtype=torch.int64), torch.zeros(1, 2), 0
+    )
     p["gt_boxes"] = torch.zeros(1, 0, 4)
     p["gt_classes"] = torch.zeros(1, 0, dtype=torch.int64)
     out = yolox_losses(**p, num_fg_normalizer=1.0, use_l1=use_l1)
@@ -181,8 +191,7 @@ def _official_run(seed: int, use_l1: bool, num_gts: List[int], num_classes: int 
     head.use_l1 = use_l1
     B = len(num_gts)
     xin = [
-        torch.randn(B, int(c * width), hw[0] // s, hw[1] // s)
-        for c, s in zip([256, 512, 1024], [8, 16, 32])
+        torch.randn(B, int(c * width), hw[0] // s, hw[1] // s) for c, s in zip([256, 512, 1024], [8, 16, 32])
     ]
     G = max(num_gts)
     labels = torch.zeros(B, G + 2, 5)  # extra all-zero rows are padding
@@ -199,7 +208,10 @@ def _official_run(seed: int, use_l1: bool, num_gts: List[int], num_classes: int 
     def capture(imgs, x_shifts, y_shifts, expanded_strides, labels, outputs, origin_preds, dtype):
         outputs.retain_grad()
         captured.update(
-            x_shifts=x_shifts, y_shifts=y_shifts, strides=expanded_strides, outputs=outputs,
+            x_shifts=x_shifts,
+            y_shifts=y_shifts,
+            strides=expanded_strides,
+            outputs=outputs,
             origin_preds=origin_preds,
         )
         return original(imgs, x_shifts, y_shifts, expanded_strides, labels, outputs, origin_preds, dtype)
@@ -214,24 +226,49 @@ def test_total_loss_matches_official_get_losses(seed, use_l1, num_gts):
     (loss, loss_iou, loss_obj, loss_cls, loss_l1, _), cap, labels = _official_run(seed, use_l1, num_gts)
     outputs = cap["outputs"]
     num_classes = outputs.shape[-1] - 5
-    grid = torch.cat((torch.cat(cap["x_shifts"], 1)[0][:, None], torch.cat(cap["y_shifts"], 1)[0][:, None]), 1)
+    grid = torch.cat(
+        (torch.cat(cap["x_shifts"], 1)[0][:, None], torch.cat(cap["y_shifts"], 1)[0][:, None]), 1
+    )
     strides = torch.cat(cap["strides"], 1)[0]
     boxes_cxcywh = outputs[..., :4]
-    boxes_xyxy = torch.cat((boxes_cxcywh[..., :2] - boxes_cxcywh[..., 2:] / 2, boxes_cxcywh[..., :2] + boxes_cxcywh[..., 2:] / 2), -1)
+    boxes_xyxy = torch.cat(
+        (
+            boxes_cxcywh[..., :2] - boxes_cxcywh[..., 2:] / 2,
+            boxes_cxcywh[..., :2] + boxes_cxcywh[..., 2:] / 2,
+        ),
+        -1,
+    )
     cls_logits, obj_logits = outputs[..., 5:], outputs[..., 4]
     reg_raw = torch.cat(cap["origin_preds"], 1) if use_l1 else None
 
     gt_valid = labels.sum(-1) > 0
     gt_cxcywh = labels[..., 1:]
-    gt_boxes = torch.cat((gt_cxcywh[..., :2] - 0.5 * gt_cxcywh[..., 2:], gt_cxcywh[..., :2] + 0.5 * gt_cxcywh[..., 2:]), -1)
+    gt_boxes = torch.cat(
+        (gt_cxcywh[..., :2] - 0.5 * gt_cxcywh[..., 2:], gt_cxcywh[..., :2] + 0.5 * gt_cxcywh[..., 2:]), -1
+    )
     gt_classes = labels[..., 0].long()
     assignment = SimOTAMatcher()(
-        boxes_xyxy.detach(), cls_logits.detach(), obj_logits.detach(), (grid + 0.5) * strides[:, None],
-        strides, gt_boxes, gt_classes, gt_valid,
+        boxes_xyxy.detach(),
+        cls_logits.detach(),
+        obj_logits.detach(),
+        (grid + 0.5) * strides[:, None],
+        strides,
+        gt_boxes,
+        gt_classes,
+        gt_valid,
     )
     ours = yolox_losses(
-        cls_logits, obj_logits, boxes_xyxy, reg_raw, grid, strides, assignment, gt_boxes, gt_classes,
-        num_fg_normalizer=max(assignment.num_fg, 1), use_l1=use_l1,
+        cls_logits,
+        obj_logits,
+        boxes_xyxy,
+        reg_raw,
+        grid,
+        strides,
+        assignment,
+        gt_boxes,
+        gt_classes,
+        num_fg_normalizer=max(assignment.num_fg, 1),
+        use_l1=use_l1,
     )
     assert ours["loss_cls"].item() == pytest.approx(loss_cls.item(), rel=1e-5)
     assert ours["loss_obj"].item() == pytest.approx(loss_obj.item(), rel=1e-5)

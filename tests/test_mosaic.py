@@ -4,6 +4,7 @@ consistency through the whole pipeline, the mosaic switch reaching (forked and s
 persistent) DataLoader workers, partner sampling over the whole dataset, fixed batch shapes,
 LazyConfig settability, reproducibility and error messages.
 """
+
 import collections
 import os
 import uuid
@@ -40,9 +41,11 @@ def _write_dataset(root, n, with_empty=False):
         img[y1:y2, x1:x2] = PALETTE[i % 7]
         path = os.path.join(root, f"img_{i:03d}.png")
         cv2.imwrite(path, img)
-        anns = [] if (with_empty and i == n - 1) else [
-            {"bbox": [x1, y1, x2 - x1, y2 - y1], "bbox_mode": BoxMode.XYWH_ABS, "category_id": i % 7}
-        ]
+        anns = (
+            []
+            if (with_empty and i == n - 1)
+            else [{"bbox": [x1, y1, x2 - x1, y2 - y1], "bbox_mode": BoxMode.XYWH_ABS, "category_id": i % 7}]
+        )
         dicts.append({"file_name": path, "height": h, "width": w, "image_id": 1000 + i, "annotations": anns})
     return dicts
 
@@ -88,7 +91,9 @@ def test_output_format_both_modes(big_dicts):
             b = inst.gt_boxes.tensor
             if len(b):
                 assert (b[:, 0] >= 0).all() and (b[:, 2] <= 128).all() and (b[:, 1] >= 0).all()
-                assert (b[:, 3] <= 96).all() and (b[:, 2] - b[:, 0] > 1).all() and (b[:, 3] - b[:, 1] > 1).all()
+                assert (
+                    (b[:, 3] <= 96).all() and (b[:, 2] - b[:, 0] > 1).all() and (b[:, 3] - b[:, 1] > 1).all()
+                )
     # the image without annotations gives an empty Instances in plain mode
     s = ds[len(ds) - 1]
     assert len(s["instances"]) == 0
@@ -97,20 +102,30 @@ def test_output_format_both_modes(big_dicts):
 @pytest.mark.parametrize("seed", range(4))
 def test_box_consistency_through_dataset(dicts, seed):
     """Mosaic + affine + flip (no MixUp / HSV, which change colours): boxes follow pixels."""
-    ds = MosaicMixupDataset(dicts, image_size=(128, 128), enable_mixup=False, hsv_prob=0.0,
-                            mosaic_scale=(0.5, 1.5), seed=seed, max_labels=None)
+    ds = MosaicMixupDataset(
+        dicts,
+        image_size=(128, 128),
+        enable_mixup=False,
+        hsv_prob=0.0,
+        mosaic_scale=(0.5, 1.5),
+        seed=seed,
+        max_labels=None,
+    )
     for i in range(len(ds)):
         s = ds[i]
         img = s["image"].permute(1, 2, 0).numpy()
         boxes, classes = s["instances"].gt_boxes.tensor.numpy(), s["instances"].gt_classes.numpy()
         # rectangles are at most 67x53 px, scaled <= 1.6 (letterbox) * 1.5 (affine)
-        check_boxes(img, boxes, classes, range(7), max_dropped_area={k: 0.2 * 67 * 53 * 2.4 ** 2 for k in range(7)})
+        check_boxes(
+            img, boxes, classes, range(7), max_dropped_area={k: 0.2 * 67 * 53 * 2.4**2 for k in range(7)}
+        )
     ds.set_mosaic_enabled(False)
     for i in range(len(ds)):
         s = ds[i]
         img = s["image"].permute(1, 2, 0).numpy()
-        check_boxes(img, s["instances"].gt_boxes.tensor.numpy(), s["instances"].gt_classes.numpy(), range(7),
-                    tol=1.5)
+        check_boxes(
+            img, s["instances"].gt_boxes.tensor.numpy(), s["instances"].gt_classes.numpy(), range(7), tol=1.5
+        )
 
 
 def test_plain_mode_is_official_train_transform(dicts):
@@ -121,8 +136,9 @@ def test_plain_mode_is_official_train_transform(dicts):
         np.testing.assert_array_equal(s["image"].permute(1, 2, 0).numpy(), expected_plain(d, (128, 96)))
         x, y, w, h = d["annotations"][0]["bbox"]
         r = min(128 / d["height"], 96 / d["width"])
-        np.testing.assert_allclose(s["instances"].gt_boxes.tensor.numpy(), [[x * r, y * r, (x + w) * r, (y + h) * r]],
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            s["instances"].gt_boxes.tensor.numpy(), [[x * r, y * r, (x + w) * r, (y + h) * r]], rtol=1e-5
+        )
     # flip always: boxes mirrored inside the resized (unpadded) image
     ds = MosaicMixupDataset(dicts, image_size=(128, 96), enable_mosaic=False, hsv_prob=0.0, flip_prob=1.0)
     s = ds[3]
@@ -130,8 +146,11 @@ def test_plain_mode_is_official_train_transform(dicts):
     r = min(128 / d["height"], 96 / d["width"])
     rw = int(d["width"] * r)
     x, y, w, h = d["annotations"][0]["bbox"]
-    np.testing.assert_allclose(s["instances"].gt_boxes.tensor.numpy(), [[rw - (x + w) * r, y * r, rw - x * r, (y + h) * r]],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        s["instances"].gt_boxes.tensor.numpy(),
+        [[rw - (x + w) * r, y * r, rw - x * r, (y + h) * r]],
+        rtol=1e-5,
+    )
 
 
 def test_mixup_and_max_labels(big_dicts):
@@ -224,7 +243,9 @@ def test_worker_generators_differ(big_dicts, monkeypatch):
     Info = collections.namedtuple("Info", "id seed")
     draws = []
     for wid, wseed in [(0, 100), (1, 101), (0, 100)]:
-        monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda wid=wid, wseed=wseed: Info(wid, wseed))
+        monkeypatch.setattr(
+            torch.utils.data, "get_worker_info", lambda wid=wid, wseed=wseed: Info(wid, wseed)
+        )
         ds._rng = None
         draws.append(ds._generator().integers(0, 2**31, 4).tolist())
     assert draws[0] != draws[1] and draws[0] == draws[2]
@@ -276,8 +297,12 @@ def test_unreadable_image_error_names_file(tmp_path, dicts):
 
 
 def test_test_mapper_sizes(tmp_path):
-    for (H, W), size in [((300, 500), (640, 640)), ((1035, 1249), (640, 640)), ((480, 640), (416, 416)),
-                         ((100, 50), 64)]:
+    for (H, W), size in [
+        ((300, 500), (640, 640)),
+        ((1035, 1249), (640, 640)),
+        ((480, 640), (416, 416)),
+        ((100, 50), 64),
+    ]:
         path = str(tmp_path / f"im_{H}_{W}.png")
         cv2.imwrite(path, np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8))
         d = {"file_name": path, "height": H, "width": W, "image_id": 7, "annotations": []}

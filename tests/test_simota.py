@@ -5,6 +5,7 @@ is ``pixeltable-yolox==0.4.3``, whose top-level package is also named ``yolox``;
 to ``.venv/reference/pixeltable_yolox`` (``pip install --no-deps --target ...``) and run in a
 subprocess so that the two ``yolox`` packages never share an interpreter.
 """
+
 import logging
 import os
 import subprocess
@@ -120,15 +121,26 @@ def run_official_legacy(case: Dict) -> List[Dict]:
             results.append(None)
             continue
         cls_m, fg, ious, inds, num_fg = head.get_assignments(
-            b, n, A, case["gt_cxcywh"][b, :n], labels[b, :n, 0], bbox_preds[b],
-            expanded_strides, x_shifts, y_shifts, cls_preds, bbox_preds, obj_preds, labels, None,
+            b,
+            n,
+            A,
+            case["gt_cxcywh"][b, :n],
+            labels[b, :n, 0],
+            bbox_preds[b],
+            expanded_strides,
+            x_shifts,
+            y_shifts,
+            cls_preds,
+            bbox_preds,
+            obj_preds,
+            labels,
+            None,
         )
         results.append(dict(fg_mask=fg, matched_gt=inds, matched_iou=ious, num_fg=num_fg))
     return results
 
 
-_OFFICIAL_2023_SCRIPT = textwrap.dedent(
-    """
+_OFFICIAL_2023_SCRIPT = textwrap.dedent("""
     import sys, torch
     import yolox
     from yolox.models.yolo_head import YoloxHead
@@ -153,8 +165,7 @@ _OFFICIAL_2023_SCRIPT = textwrap.dedent(
             res.append(dict(fg_mask=fg, matched_gt=inds, matched_iou=ious, num_fg=num_fg))
         out.append(res)
     torch.save(out, sys.argv[2])
-    """
-)
+    """)
 
 
 def run_official_2023(cases: List[Dict], tmp_path: Path) -> List[List[Dict]]:
@@ -169,7 +180,11 @@ def run_official_2023(cases: List[Dict], tmp_path: Path) -> List[List[Dict]]:
     env = dict(os.environ, PYTHONPATH=str(PIXELTABLE_YOLOX))
     proc = subprocess.run(
         [sys.executable, str(script), str(src), str(dst)],
-        env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return torch.load(dst)
@@ -287,8 +302,18 @@ def test_degenerate_gt_boxes():
     pred, cls, obj, pts, strides, _, _, _ = _inputs(case)
     gt = torch.tensor(
         [
-            [[40.0, 40.0, 40.0, 40.0], [10.0, 20.0, 10.0, 60.0], [500.0, 500.0, 600.0, 650.0], [20.0, 20.0, 60.0, 60.0]],
-            [[-300.0, -300.0, -200.0, -250.0], [90.0, 90.0, 70.0, 70.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+            [
+                [40.0, 40.0, 40.0, 40.0],
+                [10.0, 20.0, 10.0, 60.0],
+                [500.0, 500.0, 600.0, 650.0],
+                [20.0, 20.0, 60.0, 60.0],
+            ],
+            [
+                [-300.0, -300.0, -200.0, -250.0],
+                [90.0, 90.0, 70.0, 70.0],
+                [0.0, 0.0, 0.0, 0.0],
+                [0.0, 0.0, 0.0, 0.0],
+            ],
             [[-300.0, 10.0, -200.0, 50.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
         ]
     )
@@ -353,7 +378,14 @@ def test_ties_go_to_lower_anchor_index():
     obj = torch.zeros(1, A)
     gt = torch.tensor([[[0.0, 0.0, 32.0, 32.0]]])
     res = SimOTAMatcher(rule="2023", center_radius=100.0)(
-        pred, cls, obj, pts, strides, gt, torch.zeros(1, 1, dtype=torch.int64), torch.ones(1, 1, dtype=torch.bool)
+        pred,
+        cls,
+        obj,
+        pts,
+        strides,
+        gt,
+        torch.zeros(1, 1, dtype=torch.int64),
+        torch.ones(1, 1, dtype=torch.bool),
     )
     # IoU 1/64 everywhere -> sum of top 10 < 1 -> k = 1: the first anchor.
     assert res.num_fg == 1 and bool(res.fg_mask[0, 0])

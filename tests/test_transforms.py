@@ -8,6 +8,7 @@ returned boxes: a kept box must tightly contain its rectangle's pixels (rotated 
 rectangles included; tolerance 2 px for interpolation), and rectangles that vanished or were
 cut to (almost) nothing must have lost their box.
 """
+
 import math
 
 import cv2
@@ -72,9 +73,9 @@ def check_boxes(image, boxes, classes, ks, palette=PALETTE, ctol=CTOL, tol=TOL, 
         limit = 50 if max_dropped_area is None else max_dropped_area[k]
         for i in range(1, n):
             _, _, cw, ch, area = stats[i]
-            assert area <= limit or min(cw, ch) <= 4, (
-                f"colour {k}: visible blob of {area} px ({cw}x{ch}) has no box"
-            )
+            assert (
+                area <= limit or min(cw, ch) <= 4
+            ), f"colour {k}: visible blob of {area} px ({cw}x{ch}) has no box"
 
 
 def base_image():
@@ -95,8 +96,13 @@ def test_letterbox_resize_sizes_and_official_parity():
     from yolox.data.data_augment import preproc  # test-time reference only
 
     rng = np.random.default_rng(0)
-    for H, W, size in [(300, 500, (640, 640)), (1035, 1249, (640, 640)), (480, 640, (416, 416)),
-                       (100, 50, (320, 640)), (640, 640, (640, 640))]:
+    for H, W, size in [
+        (300, 500, (640, 640)),
+        (1035, 1249, (640, 640)),
+        (480, 640, (416, 416)),
+        (100, 50, (320, 640)),
+        (640, 640, (640, 640)),
+    ]:
         img = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
         out, r = T.letterbox_resize(img, size)
         assert r == pytest.approx(min(size[0] / H, size[1] / W))
@@ -107,9 +113,9 @@ def test_letterbox_resize_sizes_and_official_parity():
         np.testing.assert_array_equal(padded, ref.transpose(1, 2, 0).astype(np.uint8))
         assert padded.shape == (size[0], size[1], 3)
         if out.shape[0] < size[0]:
-            assert (padded[out.shape[0]:] == 114).all()
+            assert (padded[out.shape[0] :] == 114).all()
         if out.shape[1] < size[1]:
-            assert (padded[:, out.shape[1]:] == 114).all()
+            assert (padded[:, out.shape[1] :] == 114).all()
         np.testing.assert_allclose(boxes, [[0, 0, W * r, H * r]], rtol=1e-6)
 
 
@@ -161,7 +167,11 @@ def test_augment_hsv_matches_official(monkeypatch):
         def integers(self, *a, **k):
             return np.array(self.i)
 
-    for u, i in [([0.7, -0.3, 0.9], [1, 1, 1]), ([-0.99, 0.5, -0.2], [1, 0, 1]), ([0.1, 0.9, 0.9], [0, 1, 0])]:
+    for u, i in [
+        ([0.7, -0.3, 0.9], [1, 1, 1]),
+        ([-0.99, 0.5, -0.2], [1, 0, 1]),
+        ([0.1, 0.9, 0.9], [0, 1, 0]),
+    ]:
         monkeypatch.setattr(official.np.random, "uniform", lambda *a, **k: np.array(u, np.float64))
         monkeypatch.setattr(official.np.random, "randint", lambda *a, **k: np.array(i))
         ref = img.copy()
@@ -187,7 +197,9 @@ def test_box_consistency_random_affine(seed):
     out, new_boxes, new_classes = T.random_affine(img, boxes, classes, np.random.default_rng(seed), **kwargs)
     assert out.shape == (180, 220, 3)
     # replay the draw: full transformed area of each rectangle bounds what may be dropped
-    M, s = T.sample_affine_matrix(np.random.default_rng(seed), (160, 200), (180, 220), 10.0, 0.1, (0.5, 1.5), 2.0)
+    M, s = T.sample_affine_matrix(
+        np.random.default_rng(seed), (160, 200), (180, 220), 10.0, 0.1, (0.5, 1.5), 2.0
+    )
     det = abs(np.linalg.det(M[:, :2]))
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     max_dropped = {int(k): 0.2 * a * s * s * 1.05 + 2 * math.sqrt(a * det) for k, a in zip(classes, areas)}
@@ -206,13 +218,23 @@ def test_apply_affine_to_boxes_clips_the_warped_rectangle():
     for _ in range(40):
         x1, y1 = rng.uniform(-30, 90, 2)
         box = np.array([[x1, y1, x1 + rng.uniform(5, 60), y1 + rng.uniform(5, 60)]])
-        M, _ = T.sample_affine_matrix(rng, (80, 100), (80, 100), degrees=45.0, translate=0.3,
-                                      scale=(0.5, 1.5), shear=10.0)
+        M, _ = T.sample_affine_matrix(
+            rng, (80, 100), (80, 100), degrees=45.0, translate=0.3, scale=(0.5, 1.5), shear=10.0
+        )
         got = T.apply_affine_to_boxes(box, M, W, H)[0]
         # brute force: dense samples of the rectangle, warped, kept inside the image
         u, v = np.meshgrid(np.linspace(0, 1, 400), np.linspace(0, 1, 400))
-        pts = np.stack([box[0, 0] + u.ravel() * (box[0, 2] - box[0, 0]),
-                        box[0, 1] + v.ravel() * (box[0, 3] - box[0, 1])], 1) @ M[:, :2].T + M[:, 2]
+        pts = (
+            np.stack(
+                [
+                    box[0, 0] + u.ravel() * (box[0, 2] - box[0, 0]),
+                    box[0, 1] + v.ravel() * (box[0, 3] - box[0, 1]),
+                ],
+                1,
+            )
+            @ M[:, :2].T
+            + M[:, 2]
+        )
         pts = pts[(pts[:, 0] >= 0) & (pts[:, 0] <= W) & (pts[:, 1] >= 0) & (pts[:, 1] <= H)]
         if len(pts) == 0:
             assert (got[2] - got[0]) * (got[3] - got[1]) < 1.0
@@ -227,8 +249,16 @@ def test_random_affine_strong_rotation_and_shear():
     img, boxes, classes = base_image()
     for seed in range(4):
         out, nb, nc = T.random_affine(
-            img, boxes, classes, np.random.default_rng(seed), degrees=(25.0, 35.0), translate=0.05,
-            scale=(0.9, 1.1), shear=5.0, target_size=(160, 200), area_thr=0.0,
+            img,
+            boxes,
+            classes,
+            np.random.default_rng(seed),
+            degrees=(25.0, 35.0),
+            translate=0.05,
+            scale=(0.9, 1.1),
+            shear=5.0,
+            target_size=(160, 200),
+            area_thr=0.0,
         )
         assert len(nb) >= 3
         check_boxes(out, nb, nc, range(7), max_dropped_area={k: 1e9 for k in range(7)})
@@ -242,17 +272,24 @@ def test_random_affine_strong_rotation_and_shear():
 def test_random_affine_drops_vanished_boxes():
     """No rotation / scale / translation, output = the centre 100x100 of a 200x200 image."""
     rects = [
-        (60, 60, 100, 100, 0),   # fully inside the crop [50, 150)
-        (5, 5, 40, 40, 1),       # fully outside: vanishes
-        (40, 105, 80, 130, 2),   # 75% inside: kept, clipped
+        (60, 60, 100, 100, 0),  # fully inside the crop [50, 150)
+        (5, 5, 40, 40, 1),  # fully outside: vanishes
+        (40, 105, 80, 130, 2),  # 75% inside: kept, clipped
         (140, 60, 180, 100, 3),  # 25% inside: kept
         (145, 110, 185, 150, 4),  # 12.5% inside: dropped by the area rule
         (100, 148, 140, 160, 5),  # 2 px sliver inside: dropped by the size rule
     ]
     img, boxes, classes = make_image(200, 200, rects)
     out, nb, nc = T.random_affine(
-        img, boxes, classes, np.random.default_rng(0), degrees=0.0, translate=0.0, scale=(1.0, 1.0),
-        shear=0.0, target_size=(100, 100),
+        img,
+        boxes,
+        classes,
+        np.random.default_rng(0),
+        degrees=0.0,
+        translate=0.0,
+        scale=(1.0, 1.0),
+        shear=0.0,
+        target_size=(100, 100),
     )
     np.testing.assert_array_equal(out, img[50:150, 50:150])
     assert sorted(nc.tolist()) == [0, 2, 3]
@@ -263,8 +300,15 @@ def test_random_affine_drops_vanished_boxes():
     check_boxes(out, nb, nc, range(6), max_dropped_area={4: 200, 5: 100, 0: 0, 1: 0, 2: 0, 3: 0})
     # border convention: target_size None and border = -50 gives the same crop
     out2, nb2, _ = T.random_affine(
-        img, boxes, classes, np.random.default_rng(0), degrees=0.0, translate=0.0, scale=(1.0, 1.0),
-        shear=0.0, border=(-50, -50),
+        img,
+        boxes,
+        classes,
+        np.random.default_rng(0),
+        degrees=0.0,
+        translate=0.0,
+        scale=(1.0, 1.0),
+        shear=0.0,
+        border=(-50, -50),
     )
     np.testing.assert_array_equal(out2, out)
     np.testing.assert_allclose(nb2, nb)
@@ -290,7 +334,7 @@ def test_box_consistency_mosaic(seed):
     max_dropped = {}
     for b, c in zip(boxes, classes):
         for bb, cc in zip(b, c):
-            max_dropped[int(cc)] = 0.2 * (bb[2] - bb[0]) * (bb[3] - bb[1]) * 1.28 ** 2 + 10
+            max_dropped[int(cc)] = 0.2 * (bb[2] - bb[0]) * (bb[3] - bb[1]) * 1.28**2 + 10
     check_boxes(canvas, nb, nc, range(7), tol=1.5, max_dropped_area=max_dropped)
 
 
@@ -299,10 +343,11 @@ def test_box_consistency_mosaic_then_affine(seed):
     images, boxes, classes = mosaic_inputs()
     rng = np.random.default_rng(seed)
     canvas, nb, nc = T.mosaic(images, boxes, classes, rng, size=(128, 128))
-    out, nb, nc = T.random_affine(canvas, nb, nc, rng, degrees=10.0, translate=0.1, scale=(0.5, 1.5),
-                                  shear=2.0, target_size=(128, 128))
+    out, nb, nc = T.random_affine(
+        canvas, nb, nc, rng, degrees=10.0, translate=0.1, scale=(0.5, 1.5), shear=2.0, target_size=(128, 128)
+    )
     assert out.shape == (128, 128, 3)
-    max_dropped = {k: 0.2 * 60 * 60 * 1.28 ** 2 * 1.5 ** 2 for k in range(7)}
+    max_dropped = {k: 0.2 * 60 * 60 * 1.28**2 * 1.5**2 for k in range(7)}
     check_boxes(out, nb, nc, range(7), max_dropped_area=max_dropped)
 
 
@@ -318,28 +363,40 @@ def test_box_consistency_mixup(seed):
     black_main = np.zeros_like(main)
     black_partner = np.zeros_like(partner)
     kw = dict(scale=(0.5, 1.5), flip_prob=0.5, fill=0)  # fill 0 keeps the blend exactly linear
-    out, nb, nc = T.mixup(main, main_boxes, main_classes, partner, p_boxes, p_classes,
-                          np.random.default_rng(seed), **kw)
+    out, nb, nc = T.mixup(
+        main, main_boxes, main_classes, partner, p_boxes, p_classes, np.random.default_rng(seed), **kw
+    )
     assert out.shape == main.shape and out.dtype == np.uint8
     np.testing.assert_allclose(nb[:3], main_boxes)  # own boxes unchanged, first
     # same draws, one side black: the blend shows each side at half intensity
-    only_partner, _, _ = T.mixup(black_main, main_boxes, main_classes, partner, p_boxes, p_classes,
-                                 np.random.default_rng(seed), **kw)
-    only_main, _, _ = T.mixup(main, main_boxes, main_classes, black_partner, p_boxes, p_classes,
-                              np.random.default_rng(seed), **kw)
+    only_partner, _, _ = T.mixup(
+        black_main, main_boxes, main_classes, partner, p_boxes, p_classes, np.random.default_rng(seed), **kw
+    )
+    only_main, _, _ = T.mixup(
+        main, main_boxes, main_classes, black_partner, p_boxes, p_classes, np.random.default_rng(seed), **kw
+    )
     diff = out.astype(int) - only_main.astype(int) - only_partner.astype(int)
     assert diff.min() >= 0 and diff.max() <= 1
     half = PALETTE // 2
     jit = np.random.default_rng(seed).uniform(0.5, 1.5)
     r = min(128 / 100, 160 / 90) * jit
     max_dropped = {k: 0.2 * 45 * 45 * r * r + 20 for k in range(7)}
-    check_boxes(only_partner, nb[3:], nc[3:], [3, 4, 5], palette=half, ctol=30, tol=2.0,
-                max_dropped_area=max_dropped)
+    check_boxes(
+        only_partner, nb[3:], nc[3:], [3, 4, 5], palette=half, ctol=30, tol=2.0, max_dropped_area=max_dropped
+    )
     check_boxes(only_main, nb[:3], nc[:3], [0, 1, 2], palette=half, ctol=30, tol=0.01)
     # default fill: areas the partner does not cover are blended with 114
     jit_small_seed = next(s for s in range(100) if np.random.default_rng(s).uniform(0.5, 1.5) < 0.8)
-    out114, _, _ = T.mixup(black_main, main_boxes, main_classes, black_partner, p_boxes, p_classes,
-                           np.random.default_rng(jit_small_seed), scale=(0.5, 1.5))
+    out114, _, _ = T.mixup(
+        black_main,
+        main_boxes,
+        main_classes,
+        black_partner,
+        p_boxes,
+        p_classes,
+        np.random.default_rng(jit_small_seed),
+        scale=(0.5, 1.5),
+    )
     assert (out114 == 57).all(-1).mean() > 0.3
 
 
@@ -348,8 +405,17 @@ def test_mixup_partner_boxes_move_with_pixels_when_flipped():
     partner, p_boxes, p_classes = make_image(100, 100, [(10, 20, 40, 60, 0)])
     found_flip = found_plain = False
     for seed in range(20):
-        out, nb, nc = T.mixup(main, np.zeros((0, 4)), np.zeros(0), partner, p_boxes, p_classes,
-                              np.random.default_rng(seed), scale=(1.0, 1.0), flip_prob=0.5)
+        out, nb, nc = T.mixup(
+            main,
+            np.zeros((0, 4)),
+            np.zeros(0),
+            partner,
+            p_boxes,
+            p_classes,
+            np.random.default_rng(seed),
+            scale=(1.0, 1.0),
+            flip_prob=0.5,
+        )
         assert len(nb) == 1
         check_boxes(out, nb, nc, [0], palette=PALETTE // 2, ctol=30, tol=1.0)
         if nb[0, 0] > 50:

@@ -3,6 +3,7 @@ YOLOX data pipeline for Detectron2: augmentations (:mod:`.transforms`), the Mosa
 training dataset (:mod:`.mosaic`), the test mapper (:mod:`.mappers`), loader builders
 (:mod:`.build`) and bundled datasets (:mod:`.datasets`, registered on import).
 """
+
 from . import datasets  # noqa: F401  (registers the bundled datasets; cheap, lazy)
 from . import transforms
 from .build import build_yolox_test_loader, build_yolox_train_loader, find_mosaic_dataset

@@ -18,8 +18,9 @@ Data loader builders for YOLOX on Detectron2 (LazyConfig friendly)::
         dataset="deepforest_trees_val", mapper=L(YOLOXTestMapper)(image_size=(640, 640)),
     )
 """
+
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import torch.utils.data as torchdata
 from detectron2.data import build_detection_test_loader, build_detection_train_loader

@@ -4,6 +4,7 @@ Dataset mappers (Detectron2 style callables: dataset dict -> model input dict) f
 Training data does not go through a mapper: :class:`yolox_d2.data.mosaic.MosaicMixupDataset`
 produces model inputs directly (mosaic needs several dataset dicts per sample).
 """
+
 import logging
 from typing import Any, Dict
 
@@ -42,8 +43,7 @@ def read_image_bgr(dataset_dict: Dict[str, Any], check_size: bool = True) -> np.
         image = utils.read_image(file_name, format="BGR")
     except Exception as e:  # FileNotFoundError, PIL.UnidentifiedImageError, truncated data...
         raise ImageReadError(
-            f"Cannot read image file {file_name!r} (image_id={image_id!r}): "
-            f"{type(e).__name__}: {e}"
+            f"Cannot read image file {file_name!r} (image_id={image_id!r}): " f"{type(e).__name__}: {e}"
         ) from e
     if image is None or image.ndim != 3 or image.size == 0:
         raise ImageReadError(f"Image file {file_name!r} (image_id={image_id!r}) decoded to nothing")

@@ -6,8 +6,9 @@ yields Detectron2 model inputs.
 The mosaic on/off switch lives in a shared-memory tensor, so flipping it in the main process
 reaches DataLoader worker processes that already exist (forked or spawned, persistent or not).
 """
+
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ def yolox_augmentation_defaults(variant: str) -> Dict[str, Any]:
     key = variant.lower()
     for prefix in ("yolox_", "yolox-"):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     if key not in YOLOX_AUGMENTATION_DEFAULTS:
         raise KeyError(f"Unknown YOLOX variant {variant!r}; known: {sorted(YOLOX_AUGMENTATION_DEFAULTS)}")
     return dict(YOLOX_AUGMENTATION_DEFAULTS[key])
@@ -212,7 +213,9 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         self.max_labels = None if max_labels is None else int(max_labels)
         self.seed = None if seed is None else int(seed)
         self.min_box_size = float(min_box_size)
-        self.box_filter = dict(wh_thr=float(box_wh_thr), ar_thr=float(box_ar_thr), area_thr=float(box_area_thr))
+        self.box_filter = dict(
+            wh_thr=float(box_wh_thr), ar_thr=float(box_ar_thr), area_thr=float(box_area_thr)
+        )
         self.hsv_gains = tuple(float(g) for g in hsv_gains)
         if len(self.hsv_gains) != 3:
             raise ValueError(f"hsv_gains must have 3 values, got {self.hsv_gains!r}")
@@ -228,10 +231,21 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             "MosaicMixupDataset: %d images (%d with boxes), image_size=%s, mosaic=%s (p=%.2f, "
             "scale=%s), mixup=%s (p=%.2f, scale=%s), degrees=%g, translate=%g, shear=%g, "
             "hsv_prob=%g, flip_prob=%g, max_labels=%s",
-            len(records), len(self._nonempty), self.image_size, bool(enable_mosaic),
-            self.mosaic_prob, self.mosaic_scale, self.enable_mixup, self.mixup_prob,
-            self.mixup_scale, self.degrees, self.translate, self.shear, self.hsv_prob,
-            self.flip_prob, self.max_labels,
+            len(records),
+            len(self._nonempty),
+            self.image_size,
+            bool(enable_mosaic),
+            self.mosaic_prob,
+            self.mosaic_scale,
+            self.enable_mixup,
+            self.mixup_prob,
+            self.mixup_scale,
+            self.degrees,
+            self.translate,
+            self.shear,
+            self.hsv_prob,
+            self.flip_prob,
+            self.max_labels,
         )
 
     # ------------------------------------------------------------------ switch
@@ -293,18 +307,36 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             images.append(img)
             boxes.append(b)
             classes.append(c)
-        image, b, c = T.mosaic(images, boxes, classes, rng, self.image_size, fill=self.pad_value, **self.box_filter)
+        image, b, c = T.mosaic(
+            images, boxes, classes, rng, self.image_size, fill=self.pad_value, **self.box_filter
+        )
         image, b, c = T.random_affine(
-            image, b, c, rng,
-            degrees=self.degrees, translate=self.translate, scale=self.mosaic_scale,
-            shear=self.shear, target_size=self.image_size, fill=self.pad_value, **self.box_filter,
+            image,
+            b,
+            c,
+            rng,
+            degrees=self.degrees,
+            translate=self.translate,
+            scale=self.mosaic_scale,
+            shear=self.shear,
+            target_size=self.image_size,
+            fill=self.pad_value,
+            **self.box_filter,
         )
         if self.enable_mixup and len(b) and len(self._nonempty) and rng.uniform() < self.mixup_prob:
             j = int(self._nonempty[rng.integers(0, len(self._nonempty))])
             p_img, p_b, p_c, _ = self._load(j)
             image, b, c = T.mixup(
-                image, b, c, p_img, p_b, p_c, rng,
-                scale=self.mixup_scale, fill=self.pad_value, **self.box_filter,
+                image,
+                b,
+                c,
+                p_img,
+                p_b,
+                p_c,
+                rng,
+                scale=self.mixup_scale,
+                fill=self.pad_value,
+                **self.box_filter,
             )
         if rng.uniform() < self.hsv_prob:
             image = T.augment_hsv(image, rng, *self.hsv_gains)

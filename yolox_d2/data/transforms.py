@@ -20,6 +20,7 @@ is <= 1 px).
 The numbers (ranges, fill value 114, the mosaic layout) follow the official implementation
 (Megvii-BaseDetection/YOLOX); the code is written independently.
 """
+
 import logging
 import math
 from typing import List, Optional, Sequence, Tuple, Union
@@ -496,8 +497,12 @@ def random_affine(
     A = M[:, :2]
     M_pix = np.concatenate([A, (M[:, 2] + A @ np.array([0.5, 0.5]) - 0.5)[:, None]], axis=1)
     out = cv2.warpAffine(
-        image, M_pix, dsize=(out_w, out_h), flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=_fill_tuple(fill, image),
+        image,
+        M_pix,
+        dsize=(out_w, out_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=_fill_tuple(fill, image),
     )
     if out.ndim == 2 and image.ndim == 3:
         out = out[:, :, None]
@@ -570,7 +575,7 @@ def mosaic(
         px1, py1 = max(x0, 0), max(y0, 0)
         px2, py2 = min(x0 + iw, 2 * w), min(y0 + ih, 2 * h)
         if px2 > px1 and py2 > py1:
-            canvas[py1:py2, px1:px2] = img[py1 - y0: py2 - y0, px1 - x0: px2 - x0]
+            canvas[py1:py2, px1:px2] = img[py1 - y0 : py2 - y0, px1 - x0 : px2 - x0]
         boxes = _as_boxes(boxes)
         classes = _as_classes(classes, len(boxes))
         if len(boxes) == 0:
@@ -660,7 +665,7 @@ def mixup(
     padded[:ch, :cw] = canvas
     y_off = int(rng.integers(0, padded.shape[0] - th)) if padded.shape[0] > th else 0
     x_off = int(rng.integers(0, padded.shape[1] - tw)) if padded.shape[1] > tw else 0
-    window = padded[y_off: y_off + th, x_off: x_off + tw]
+    window = padded[y_off : y_off + th, x_off : x_off + tw]
 
     shifted = pboxes - np.array([x_off, y_off, x_off, y_off], dtype=np.float64)
     cut = clip_boxes(shifted, tw, th)

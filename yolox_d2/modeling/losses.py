@@ -12,6 +12,7 @@ implementation (``YOLOXHead.get_losses``):
 Every term is a sum normalised by ``num_fg_normalizer`` (the number of positives, averaged
 over workers by the caller). The losses are computed in float32.
 """
+
 import logging
 from typing import Dict, Optional, Union
 
@@ -133,8 +134,16 @@ def yolox_losses(
         path and distributed training sees the same graph in every phase).
     """
     _check_loss_inputs(
-        cls_logits, obj_logits, box_preds_xyxy, reg_raw, anchor_grid, anchor_strides,
-        assignment, gt_boxes, gt_classes, use_l1,
+        cls_logits,
+        obj_logits,
+        box_preds_xyxy,
+        reg_raw,
+        anchor_grid,
+        anchor_strides,
+        assignment,
+        gt_boxes,
+        gt_classes,
+        use_l1,
     )
     if iou_loss_type not in _IOU_LOSS_TYPES:
         raise ValueError(f"iou_loss_type must be one of {_IOU_LOSS_TYPES}, got {iou_loss_type!r}")
@@ -176,9 +185,7 @@ def yolox_losses(
         fg_stride = anchor_strides.to(fg_gt_boxes.dtype).expand(B, A)[fg].unsqueeze(-1)
         gt_ctr = (fg_gt_boxes[:, :2] + fg_gt_boxes[:, 2:]) / 2
         gt_wh = fg_gt_boxes[:, 2:] - fg_gt_boxes[:, :2]
-        l1_target = torch.cat(
-            (gt_ctr / fg_stride - fg_grid, torch.log(gt_wh / fg_stride + 1e-8)), dim=-1
-        )
+        l1_target = torch.cat((gt_ctr / fg_stride - fg_grid, torch.log(gt_wh / fg_stride + 1e-8)), dim=-1)
         loss_l1 = F.l1_loss(reg_raw.float()[fg], l1_target, reduction="sum")
     else:
         # An empty sum: exactly 0, NaN-proof, and attached to the graph.

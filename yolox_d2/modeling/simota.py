@@ -15,6 +15,7 @@ equal costs the candidate with the lower anchor index is taken, deterministicall
 are rare but not impossible (the ``1e5`` / ``1e6`` geometry penalty leaves a float32 resolution
 of about 0.008 / 0.06 on the penalised costs).
 """
+
 import logging
 import math
 from dataclasses import dataclass
@@ -168,8 +169,14 @@ class SimOTAMatcher:
             SimOTAAssignment
         """
         self._check_inputs(
-            pred_boxes, cls_logits, obj_logits, anchor_points, anchor_strides,
-            gt_boxes, gt_classes, gt_valid,
+            pred_boxes,
+            cls_logits,
+            obj_logits,
+            anchor_points,
+            anchor_strides,
+            gt_boxes,
+            gt_classes,
+            gt_valid,
         )
         B, A, C = cls_logits.shape
         G = gt_boxes.shape[1]
@@ -189,7 +196,11 @@ class SimOTAMatcher:
         if images_per_chunk < B:
             logger.debug(
                 "SimOTA: %d images x %d gts x %d anchors exceeds %d elements; "
-                "assigning %d image(s) at a time", B, G, A, self.max_chunk_elements,
+                "assigning %d image(s) at a time",
+                B,
+                G,
+                A,
+                self.max_chunk_elements,
                 images_per_chunk,
             )
         for start in range(0, B, images_per_chunk):
@@ -256,14 +267,14 @@ class SimOTAMatcher:
         x = points[:, 0]
         y = points[:, 1]
         x1, y1, x2, y2 = (gt_boxes[..., i : i + 1] for i in range(4))  # (n, G, 1)
-        # Centre of the anchor strictly inside the box (the official min(deltas) > 0).
-        in_box = (x - x1 > 0) & (y - y1 > 0) & (x2 - x > 0) & (y2 - y > 0)
         cx = (x1 + x2) * 0.5
         cy = (y1 + y2) * 0.5
         r = self.center_radius * strides  # (A,)
+        # Strict inequalities, as the official ``min(deltas) > 0``.
         in_ctr = (x - (cx - r) > 0) & (y - (cy - r) > 0) & ((cx + r) - x > 0) & ((cy + r) - y > 0)
         valid = gt_valid.unsqueeze(-1)
         if self._union_candidates:
+            in_box = (x - x1 > 0) & (y - y1 > 0) & (x2 - x > 0) & (y2 - y > 0)
             candidates = ((in_box | in_ctr) & valid).any(dim=1)
             prior_ok = in_box & in_ctr
         else:
@@ -300,10 +311,10 @@ class SimOTAMatcher:
         ``BCE(cls_prob, onehot(gt_class)).sum(-1)`` for every (gt, candidate) pair, with the
         float32 operations of the official code (so the same values).
 
-        The cost depends on a ground truth only through its class, so when the chunk has fewer
-        distinct classes than ground-truth slots (crowded images) it is computed once per
-        class and gathered. The (n, rows, N, C) BCE intermediate is built in blocks of rows
-        so that it stays within ``max_chunk_elements``.
+        The cost depends on a ground truth only through its class, so when the images have
+        fewer distinct classes than ground-truth slots (crowded images) it is computed once
+        per (image, distinct class) and gathered. The (n, rows, N, C) BCE intermediate is
+        built in blocks of rows so that it stays within ``max_chunk_elements``.
 
         Args:
             cls_prob: (n, N, C) ``sqrt(sigmoid(cls) * sigmoid(obj))``.
@@ -315,18 +326,22 @@ class SimOTAMatcher:
         """
         n, N, C = cls_prob.shape
         G = gt_classes.shape[1]
-        present = torch.zeros(C, dtype=torch.bool, device=cls_prob.device)
-        present[gt_classes[gt_valid]] = True
-        classes = present.nonzero().squeeze(1)  # (U,)
-        per_class = classes.numel() < G
-        # rows: the classes of the ground truths (n, G), or the distinct classes (1, U).
-        rows = classes.unsqueeze(0) if per_class else gt_classes
+        device = cls_prob.device
+        present = torch.zeros((n, C), dtype=torch.bool, device=device)
+        present[torch.nonzero(gt_valid, as_tuple=True)[0], gt_classes[gt_valid]] = True
+        U = int(present.sum(dim=1).max().item())  # most distinct classes in an image
+        per_class = U < G
+        if per_class:
+            # rows: the distinct classes of every image first (then filler classes).
+            rows = torch.sort(present.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :U]
+        else:
+            rows = gt_classes
         R = rows.shape[1]
         block = max(1, self.max_chunk_elements // max(1, n * N * C))
         out = cls_prob.new_empty((n, R, N))
         for r0 in range(0, R, block):
             r1 = min(R, r0 + block)
-            onehot = F.one_hot(rows[:, r0:r1], C).to(cls_prob.dtype)  # (n or 1, r, C)
+            onehot = F.one_hot(rows[:, r0:r1], C).to(cls_prob.dtype)  # (n, r, C)
             shape = (n, r1 - r0, N, C)
             bce = F.binary_cross_entropy(
                 cls_prob.unsqueeze(1).expand(shape),
@@ -337,9 +352,9 @@ class SimOTAMatcher:
             del bce
         if not per_class:
             return out
-        slot = torch.zeros(C, dtype=torch.int64, device=cls_prob.device)
-        slot[classes] = torch.arange(classes.numel(), device=cls_prob.device)
-        return out.gather(1, slot[gt_classes].unsqueeze(2).expand(n, G, N))
+        slot = torch.zeros((n, C), dtype=torch.int64, device=device)
+        slot.scatter_(1, rows, torch.arange(U, device=device).expand(n, U))
+        return out.gather(1, slot.gather(1, gt_classes).unsqueeze(2).expand(n, G, N))
 
     def _assign_chunk(
         self,

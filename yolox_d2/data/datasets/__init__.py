@@ -4,6 +4,7 @@ Bundled datasets. Importing this package registers (lazily, at no I/O cost):
 * ``deepforest_trees_train`` / ``deepforest_trees_val``: aerial tree crowns from the
   ``deepforest`` PyPI package, tiled (see :mod:`.deepforest_trees`).
 """
+
 from .deepforest_trees import (
     DEEPFOREST_INSTALL_COMMAND,
     load_deepforest_trees,

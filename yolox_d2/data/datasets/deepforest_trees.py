@@ -20,6 +20,7 @@ Registration (on ``import yolox_d2.data``) is cheap: nothing is read until the d
 function is called (e.g. by ``DatasetCatalog.get``). ``deepforest`` is located with
 :func:`importlib.util.find_spec`, never imported (it would pull heavy dependencies).
 """
+
 import hashlib
 import importlib.util
 import json
@@ -208,7 +209,9 @@ def tile_starts(length: int, tile: int, stride: int) -> List[int]:
     return starts
 
 
-def boxes_in_tile(boxes: np.ndarray, tile_box: Sequence[float], min_visible: float) -> Tuple[np.ndarray, np.ndarray]:
+def boxes_in_tile(
+    boxes: np.ndarray, tile_box: Sequence[float], min_visible: float
+) -> Tuple[np.ndarray, np.ndarray]:
     """
     Boxes of a photo that belong to a tile, in tile coordinates.
 
@@ -265,7 +268,11 @@ def _check_params(tile_size: int, overlap: int, min_visible: float) -> None:
 
 
 def _build_tiles(
-    sources: Sequence[VOCSource], out_dir: str, tile_size: int, overlap: int, min_visible: float,
+    sources: Sequence[VOCSource],
+    out_dir: str,
+    tile_size: int,
+    overlap: int,
+    min_visible: float,
     val_sources: Sequence[str],
 ) -> Dict[str, List[Dict[str, Any]]]:
     """Write the tiles of every source to ``out_dir``; return the per-split records."""
@@ -278,8 +285,14 @@ def _build_tiles(
             raise OSError(f"Cannot read source photo {src.image_path!r}")
         H, W = image.shape[:2]
         if (src.width, src.height) != (W, H) and src.width is not None:
-            logger.warning("%s: xml size %sx%s != image size %dx%d; using the image size",
-                           src.xml_path, src.width, src.height, W, H)
+            logger.warning(
+                "%s: xml size %sx%s != image size %dx%d; using the image size",
+                src.xml_path,
+                src.width,
+                src.height,
+                W,
+                H,
+            )
         split = "val" if src.name in val_sources else "train"
         for y0 in tile_starts(H, tile_size, stride):
             for x0 in tile_starts(W, tile_size, stride):
@@ -288,19 +301,26 @@ def _build_tiles(
                 rel = f"{src.name}_x{x0}_y{y0}.png"
                 if not cv2.imwrite(os.path.join(out_dir, rel), image[y0:y1, x0:x1]):
                     raise OSError(f"Cannot write tile {os.path.join(out_dir, rel)!r}")
-                splits[split].append({
-                    "file_name": rel,
-                    "height": y1 - y0,
-                    "width": x1 - x0,
-                    "image_id": image_id,
-                    "source_image": src.name,
-                    "tile_box": [x0, y0, x1, y1],
-                    "annotations": [
-                        {"bbox": [round(float(v), 3) for v in b], "bbox_mode": int(BoxMode.XYXY_ABS),
-                         "category_id": 0, "iscrowd": 0, "source_label": src.labels[int(k)]}
-                        for b, k in zip(boxes, keep)
-                    ],
-                })
+                splits[split].append(
+                    {
+                        "file_name": rel,
+                        "height": y1 - y0,
+                        "width": x1 - x0,
+                        "image_id": image_id,
+                        "source_image": src.name,
+                        "tile_box": [x0, y0, x1, y1],
+                        "annotations": [
+                            {
+                                "bbox": [round(float(v), 3) for v in b],
+                                "bbox_mode": int(BoxMode.XYXY_ABS),
+                                "category_id": 0,
+                                "iscrowd": 0,
+                                "source_label": src.labels[int(k)],
+                            }
+                            for b, k in zip(boxes, keep)
+                        ],
+                    }
+                )
                 image_id += 1
     return splits
 
@@ -363,29 +383,43 @@ def prepare_deepforest_trees(
     if not [n for n in names if n not in val_sources]:
         raise ValueError("val_sources leaves no photo for the training split")
 
-    params = dict(tile_size=tile_size, overlap=overlap, min_visible=min_visible, val_sources=list(val_sources))
+    params = dict(
+        tile_size=tile_size, overlap=overlap, min_visible=min_visible, val_sources=list(val_sources)
+    )
     key = _cache_key(sources, params)
     base = os.path.join(root or default_cache_root(), "deepforest_trees")
     cache_dir = os.path.join(base, key)
     manifest = _load_manifest(cache_dir, key)
     if manifest is None:
         os.makedirs(base, exist_ok=True)
-        logger.info("Tiling %d deepforest photos into %s (tile %d, overlap %d) ...",
-                    len(sources), cache_dir, tile_size, overlap)
+        logger.info(
+            "Tiling %d deepforest photos into %s (tile %d, overlap %d) ...",
+            len(sources),
+            cache_dir,
+            tile_size,
+            overlap,
+        )
         tmp_dir = tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=base)
         try:
             splits = _build_tiles(sources, tmp_dir, tile_size, overlap, min_visible, val_sources)
-            manifest = {"version": _CACHE_FORMAT_VERSION, "key": key, "params": params,
-                        "sources": names, "splits": splits}
+            manifest = {
+                "version": _CACHE_FORMAT_VERSION,
+                "key": key,
+                "params": params,
+                "sources": names,
+                "splits": splits,
+            }
             with open(os.path.join(tmp_dir, _MANIFEST), "w") as f:
                 json.dump(manifest, f)
-            if os.path.isdir(cache_dir):  # incomplete / corrupt leftover
-                shutil.rmtree(cache_dir, ignore_errors=True)
-            try:
-                os.rename(tmp_dir, cache_dir)
-            except OSError:  # another process published it first
-                if _load_manifest(cache_dir, key) is None:
-                    raise
+            # publish, unless another process (e.g. another rank) did meanwhile
+            if _load_manifest(cache_dir, key) is None:
+                if os.path.isdir(cache_dir):  # incomplete / damaged leftover
+                    shutil.rmtree(cache_dir, ignore_errors=True)
+                try:
+                    os.rename(tmp_dir, cache_dir)
+                except OSError:  # lost a race with another process publishing it
+                    if _load_manifest(cache_dir, key) is None:
+                        raise
         finally:
             if os.path.isdir(tmp_dir):
                 shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -417,8 +451,12 @@ def load_deepforest_trees(split: str, **kwargs) -> List[Dict[str, Any]]:
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     dicts = prepare_deepforest_trees(**kwargs)[split]
-    logger.info("deepforest_trees %s: %d tiles, %d boxes", split, len(dicts),
-                sum(len(d["annotations"]) for d in dicts))
+    logger.info(
+        "deepforest_trees %s: %d tiles, %d boxes",
+        split,
+        len(dicts),
+        sum(len(d["annotations"]) for d in dicts),
+    )
     return dicts
 
 
@@ -449,8 +487,14 @@ def register_deepforest_trees(
     Returns:
         The two dataset names ``(train, val)``.
     """
-    kwargs = dict(root=root, tile_size=tile_size, overlap=overlap, min_visible=min_visible,
-                  val_sources=tuple(val_sources), data_dir=data_dir)
+    kwargs = dict(
+        root=root,
+        tile_size=tile_size,
+        overlap=overlap,
+        min_visible=min_visible,
+        val_sources=tuple(val_sources),
+        data_dir=data_dir,
+    )
     names = []
     for split in ("train", "val"):
         name = f"{name_prefix}_{split}"

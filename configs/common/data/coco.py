@@ -1,0 +1,49 @@
+"""COCO 2017 with the YOLOX data pipeline: Mosaic/MixUp training, letterbox test, COCO AP."""
+from omegaconf import OmegaConf
+
+from detectron2.config import LazyCall as L
+from detectron2.data import get_detection_dataset_dicts
+from detectron2.evaluation import COCOEvaluator
+
+from yolox_d2.data import (
+    MosaicMixupDataset,
+    YOLOXTestMapper,
+    build_yolox_test_loader,
+    build_yolox_train_loader,
+)
+
+dataloader = OmegaConf.create()
+
+# Defaults of the large models (M/L/X/Darknet53); S/Tiny/Nano configs turn MixUp off.
+dataloader.train = L(build_yolox_train_loader)(
+    dataset=L(MosaicMixupDataset)(
+        dataset_dicts=L(get_detection_dataset_dicts)(names="coco_2017_train"),
+        image_size=(640, 640),
+        mosaic_prob=1.0,
+        mixup_prob=1.0,
+        enable_mixup=True,
+        mosaic_scale=(0.1, 2.0),
+        mixup_scale=(0.5, 1.5),
+        degrees=10.0,
+        translate=0.1,
+        shear=2.0,
+        hsv_prob=1.0,
+        flip_prob=0.5,
+    ),
+    total_batch_size=64,
+    num_workers=4,
+)
+
+dataloader.test = L(build_yolox_test_loader)(
+    dataset="coco_2017_val",
+    mapper=L(YOLOXTestMapper)(image_size=(640, 640)),
+    batch_size=1,
+    num_workers=4,
+)
+
+dataloader.evaluator = L(COCOEvaluator)(
+    dataset_name="${..test.dataset}",
+    output_dir="${...train.output_dir}",
+    # never reuse a COCO json converted earlier: a stale one silently gives wrong AP
+    allow_cached_coco=False,
+)

@@ -1,0 +1,33 @@
+"""
+YOLOX-Nano trained from scratch on the aerial tree photos shipped in deepforest==2.1.0
+(datasets ``deepforest_trees_train`` / ``deepforest_trees_val``, registered by yolox_d2),
+sized to train and evaluate on a 2-core CPU in about 10 minutes (``make demo``).
+"""
+from ..common.train import yolox_schedule
+from ..yolox_nano import dataloader, lr_multiplier, model, optimizer, train
+
+model.num_classes = 1
+model.test_score_thresh = 0.001  # COCO-style evaluation
+model.test_square_size = 416
+
+BATCH = 8
+dataloader.train.dataset.dataset_dicts.names = "deepforest_trees_train"
+dataloader.train.dataset.image_size = (416, 416)
+dataloader.train.dataset.mosaic_prob = 1.0
+dataloader.train.total_batch_size = BATCH
+dataloader.train.num_workers = 2
+dataloader.test.dataset = "deepforest_trees_val"
+dataloader.test.mapper.image_size = (416, 416)
+dataloader.test.num_workers = 0
+
+optimizer.lr = 0.01 * BATCH / 64 * 4  # small data, from scratch: 4x the linear-scaling lr
+
+train.output_dir = "./output/yolox_nano_trees"
+train.device = "cpu"
+train.seed = 0
+train.log_period = 10
+train.ema.tau = 200  # the EMA ramp scaled to a short schedule
+train.multiscale.random_size = (10, 16)  # 320-512
+yolox_schedule(
+    train, lr_multiplier, epochs=30, iters_per_epoch=20, warmup_epochs=2, no_aug_epochs=5, eval_every_epochs=30
+)
