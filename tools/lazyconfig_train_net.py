@@ -18,8 +18,6 @@ import logging
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import (
-    AMPTrainer,
-    SimpleTrainer,
     default_argument_parser,
     default_setup,
     default_writers,
@@ -28,6 +26,7 @@ from detectron2.engine import (
 )
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import yolox_d2  # noqa: F401  (registers models and datasets)
 from yolox_d2.engine import (
@@ -40,7 +39,9 @@ from yolox_d2.engine import (
     ema_eval_function,
     multiscale_sizes,
 )
+from yolox_d2.checkpoint import AtomicDetectionCheckpointer
 from yolox_d2.engine.ddp import create_ddp_model
+from yolox_d2.engine.guards import create_guarded_trainer
 
 logger = logging.getLogger("detectron2")
 
@@ -67,6 +68,9 @@ def do_train(args, cfg):
     model = instantiate(cfg.model)
     logger.info("Model:\n%s", model)
     model.to(cfg.train.device)
+    # The no-augmentation phase turns Mosaic/MixUp off for any detector; its extra L1 loss is
+    # YOLOX's own (Detectron2's RetinaNet, FCOS, ... have none to switch on).
+    set_l1_loss = None if hasattr(model, "use_l1_loss") else (lambda enabled: None)
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
@@ -74,11 +78,14 @@ def do_train(args, cfg):
 
     ema = ModelEMA(model, decay=cfg.train.ema.decay, tau=cfg.train.ema.tau) if cfg.train.ema.enabled else None
     model = create_ddp_model(model, **cfg.train.ddp)
-    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
+    # stops on a NaN/inf loss before the optimizer step, naming the terms and last checkpoint
+    trainer = create_guarded_trainer(model, train_loader, optim, amp=cfg.train.amp.enabled)
     checkpointables = {"trainer": trainer}
     if ema is not None:
         checkpointables["ema"] = ema
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, **checkpointables)
+    # atomic writes: a run killed at any moment leaves a complete last checkpoint
+    checkpointer = AtomicDetectionCheckpointer(model, cfg.train.output_dir, **checkpointables)
+    trainer.checkpointer = checkpointer
 
     max_iter = cfg.train.max_iter
     switch_iter = max_iter - cfg.train.no_aug_iters
@@ -93,7 +100,7 @@ def do_train(args, cfg):
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             # EMA right after the optimizer step, before anything that saves or evaluates.
             EMAHook(ema, final_checkpointer=checkpointer) if ema is not None else None,
-            YOLOXModeSwitchHook.from_dataset(switch_iter, train_dataset),
+            YOLOXModeSwitchHook.from_dataset(switch_iter, train_dataset, set_l1_loss),
             MultiScaleHook(
                 multiscale_sizes(
                     base_size, multiscale.range, multiscale.step, random_size=multiscale.random_size
@@ -139,6 +146,8 @@ def main(args):
     cfg = LazyConfig.load(args.config_file)
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     default_setup(cfg, args)
+    # yolox_d2's own messages (data validation summary, skipped images, phase switches)
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="yolox_d2")
     if args.eval_only:
         return do_eval_only(cfg)
     do_train(args, cfg)

@@ -26,8 +26,10 @@ train.output_dir = "./output/yolox_nano_trees"
 train.device = "cpu"
 train.seed = 0
 train.log_period = 10
-train.ema.tau = 200  # the EMA ramp scaled to a short schedule
+# The recipe's EMA (0.9998) averages over ~5000 iterations, longer than this whole run.
+train.ema.update(decay=0.99, tau=50)
 train.multiscale.random_size = (10, 16)  # 320-512
+# 66 training tiles / 8 per batch = 8 iterations per epoch.
 yolox_schedule(
-    train, lr_multiplier, epochs=30, iters_per_epoch=20, warmup_epochs=2, no_aug_epochs=5, eval_every_epochs=30
+    train, lr_multiplier, epochs=75, iters_per_epoch=8, warmup_epochs=3, no_aug_epochs=10, eval_every_epochs=75
 )

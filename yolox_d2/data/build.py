@@ -2,13 +2,12 @@
 Data loader builders for YOLOX on Detectron2 (LazyConfig friendly)::
 
     from detectron2.config import LazyCall as L
-    from detectron2.data import get_detection_dataset_dicts
-    from yolox_d2.data import (MosaicMixupDataset, YOLOXTestMapper,
-                               build_yolox_test_loader, build_yolox_train_loader)
+    from yolox_d2.data import (MosaicMixupDataset, YOLOXTestMapper, build_yolox_test_loader,
+                               build_yolox_train_loader, get_validated_dataset_dicts)
 
     dataloader.train = L(build_yolox_train_loader)(
         dataset=L(MosaicMixupDataset)(
-            dataset_dicts=L(get_detection_dataset_dicts)(names="deepforest_trees_train"),
+            dataset_dicts=L(get_validated_dataset_dicts)(names="deepforest_trees_train"),
             image_size=(640, 640),
         ),
         total_batch_size=16,
@@ -23,13 +22,13 @@ import logging
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import torch.utils.data as torchdata
-from detectron2.data import build_detection_test_loader, build_detection_train_loader
-from detectron2.data.build import get_detection_dataset_dicts
+from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 
 from .mappers import YOLOXTestMapper
 from .mosaic import MosaicMixupDataset
+from .validation import DatasetValidationError, validate_dataset_dicts
 
 __all__ = ["build_yolox_train_loader", "build_yolox_test_loader", "find_mosaic_dataset"]
 
@@ -89,9 +88,19 @@ def build_yolox_test_loader(
     mapper: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
     batch_size: int = 1,
     num_workers: int = 0,
+    validate: bool = True,
 ) -> torchdata.DataLoader:
     """
     Detectron2's inference loader (every image exactly once, split over ranks) for YOLOX.
+
+    With ``validate`` (default), dataset dicts (given by name or as a list) are checked with
+    :func:`~yolox_d2.data.validation.validate_dataset_dicts` in ``"eval"`` mode before any
+    inference runs: a record whose image file is missing or empty, or whose ``height`` /
+    ``width`` are invalid, raises :class:`~yolox_d2.data.validation.DatasetValidationError`
+    listing the files and image ids (evaluation never skips images: that would silently score
+    another dataset); annotation problems are logged (the evaluator reads the registered
+    annotations itself). An image that turns out to be undecodable during inference raises
+    :class:`~yolox_d2.data.mappers.ImageReadError` from the mapper, naming the file and id.
 
     Args:
         dataset: a registered dataset name, a list of names (concatenated, empty images kept),
@@ -99,6 +108,7 @@ def build_yolox_test_loader(
         mapper: dataset dict -> model input; default :class:`YOLOXTestMapper` at 640x640.
         batch_size: images per batch per rank.
         num_workers: DataLoader worker processes.
+        validate: check the dataset dicts first (not done for a map-style dataset).
 
     Returns:
         An iterable yielding ``list[dict]`` batches.
@@ -106,7 +116,17 @@ def build_yolox_test_loader(
     if isinstance(dataset, str):
         dataset = [dataset]
     if isinstance(dataset, (list, tuple)) and dataset and all(isinstance(x, str) for x in dataset):
-        dataset = get_detection_dataset_dicts(list(dataset), filter_empty=False)
+        # Not get_detection_dataset_dicts(): it asserts on bad category ids while printing its
+        # class histogram; the records are reported here instead, and kept as registered.
+        records = []
+        for name in dataset:
+            dicts = DatasetCatalog.get(name)
+            if not dicts:
+                raise DatasetValidationError(f"Evaluation dataset {name!r} is empty")
+            records.extend(validate_dataset_dicts(dicts, name, mode="eval") if validate else dicts)
+        dataset = records
+    elif validate and isinstance(dataset, (list, tuple)):
+        dataset = validate_dataset_dicts(dataset, None, mode="eval")
     if mapper is None:
         mapper = YOLOXTestMapper()
     return build_detection_test_loader(

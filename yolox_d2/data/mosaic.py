@@ -5,10 +5,16 @@ yields Detectron2 model inputs.
 
 The mosaic on/off switch lives in a shared-memory tensor, so flipping it in the main process
 reaches DataLoader worker processes that already exist (forked or spawned, persistent or not).
+
+Bad data never stops a training run: the dataset dicts are checked once when the dataset is
+built (:func:`~yolox_d2.data.validation.validate_dataset_dicts`: bad boxes are dropped, images
+without a file are dropped, a summary is logged), boxes are clipped to the decoded image, and
+a sample whose image cannot be decoded is skipped with a warning naming the file, another one
+being drawn in its place.
 """
 
 import logging
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,7 +23,8 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils import comm
 
 from . import transforms as T
-from .mappers import read_image_bgr
+from .mappers import ImageReadError, read_image_bgr
+from .validation import DataIssueReport, ValidatedDatasetDicts, validate_dataset_dicts
 
 __all__ = ["MosaicMixupDataset", "yolox_augmentation_defaults", "YOLOX_AUGMENTATION_DEFAULTS"]
 
@@ -83,26 +90,35 @@ def _pair(value, name: str) -> Tuple[float, float]:
 
 
 def _compact_record(d: Dict[str, Any]) -> Dict[str, Any]:
-    """Keep what training needs from a dataset dict: boxes as an XYXY_ABS array, classes."""
+    """
+    Keep what training needs from a *validated* dataset dict (see
+    :func:`~yolox_d2.data.validation.validate_dataset_dicts`): boxes as an XYXY_ABS float32
+    array and int64 classes, crowd boxes left out. Boxes are clipped later, against the
+    decoded image.
+    """
     boxes, classes = [], []
     for ann in d.get("annotations", []):
         if ann.get("iscrowd", 0):
             continue
-        box = BoxMode.convert(list(ann["bbox"]), BoxMode(ann["bbox_mode"]), BoxMode.XYXY_ABS)
-        boxes.append(box)
+        boxes.append(BoxMode.convert(list(ann["bbox"]), BoxMode(ann["bbox_mode"]), BoxMode.XYXY_ABS))
         classes.append(int(ann["category_id"]))
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    classes = np.asarray(classes, dtype=np.int64)
-    if "height" in d and "width" in d and len(boxes):
-        boxes = T.clip_boxes(boxes, d["width"], d["height"]).astype(np.float32)
-    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    size = {"height": int(d["height"]), "width": int(d["width"])} if "height" in d and "width" in d else {}
     return {
         "file_name": d["file_name"],
         "image_id": d.get("image_id"),
-        **({"height": int(d["height"]), "width": int(d["width"])} if "height" in d and "width" in d else {}),
-        "boxes": boxes[valid],
-        "classes": classes[valid],
+        **size,
+        "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        "classes": np.asarray(classes, dtype=np.int64),
     }
+
+
+class _UnreadableSample(Exception):
+    """Internal: dataset entry ``index`` could not be loaded (the error is ``cause``)."""
+
+    def __init__(self, index: int, cause: ImageReadError) -> None:
+        super().__init__(str(cause))
+        self.index = index
+        self.cause = cause
 
 
 class MosaicMixupDataset(torch.utils.data.Dataset):
@@ -129,6 +145,15 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
 
     The mosaic switch (:meth:`set_mosaic_enabled`, :attr:`mosaic_enabled`) is a shared-memory
     tensor read by every ``__getitem__``, so it reaches existing worker processes.
+
+    Bad data: the dicts are validated when the dataset is built
+    (:func:`~yolox_d2.data.validation.validate_dataset_dicts`; the counts per reason are in
+    :attr:`data_report` and logged once). When an image cannot be decoded (truncated, not an
+    image, deleted since, size disagreeing with the dict), the sample is skipped: a warning
+    names the file, ``image_id`` and error (once per file and process), the entry is not
+    drawn again by this process, and another primary image (or mosaic / MixUp partner) is
+    drawn with the same generator. After ``max_read_retries`` failed images in a row,
+    :class:`RuntimeError` is raised (the data is broken beyond skipping).
     Randomness: one :class:`numpy.random.Generator` per process, seeded from the DataLoader
     worker seed (``torch.utils.data.get_worker_info().seed``), the distributed rank and
     ``seed``; in the main process from ``seed`` (or ``torch.initial_seed()`` when ``seed`` is
@@ -159,13 +184,18 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         box_area_thr: float = 0.2,
         hsv_gains: Sequence[float] = (5.0, 30.0, 30.0),
         pad_value: int = T.YOLOX_PAD_VALUE,
+        dataset_name: Union[None, str, Sequence[str]] = None,
+        check_files: bool = True,
+        max_read_retries: int = 32,
     ):
         """
         Args:
             dataset_dicts: the whole training set as Detectron2 dataset dicts (``file_name``,
                 ``height``, ``width``, ``image_id``, ``annotations`` with ``bbox``,
-                ``bbox_mode``, ``category_id``; crowd boxes are ignored), e.g. from
-                :func:`detectron2.data.get_detection_dataset_dicts`. Stored serialized
+                ``bbox_mode``, ``category_id``; crowd boxes are ignored), preferably from
+                :func:`~yolox_d2.data.validation.get_validated_dataset_dicts` (validated with
+                each dataset's metadata; not validated again here); any other list is
+                validated here with ``dataset_name``'s metadata. Stored serialized
                 (:class:`detectron2.data.common.DatasetFromList`) to keep worker memory flat.
             image_size: training size ``(height, width)`` of every output.
             mosaic_prob: probability of building a mosaic when mosaic is enabled.
@@ -190,11 +220,36 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
                 fraction.
             hsv_gains: ``(hgain, sgain, vgain)`` of :func:`~yolox_d2.data.transforms.augment_hsv`.
             pad_value: fill value of padding and empty canvas areas (YOLOX: 114).
+            dataset_name: registered name(s) of the dataset(s) the dicts come from: their
+                metadata (``thing_classes``, ``thing_dataset_id_to_contiguous_id``) declare
+                the valid category ids. None: ids are only checked to be integers >= 0.
+            check_files: when validating, drop records whose local image file is missing or
+                empty (one ``stat`` per image).
+            max_read_retries: how many unreadable images in a row one sample may skip before
+                giving up with an error.
         """
         super().__init__()
-        dataset_dicts = list(dataset_dicts)
+        if isinstance(dataset_dicts, ValidatedDatasetDicts):  # get_validated_dataset_dicts()
+            self.data_report: DataIssueReport = dataset_dicts.report
+        else:
+            dataset_dicts = list(dataset_dicts)
+            if not dataset_dicts:
+                raise ValueError("MosaicMixupDataset needs a non-empty list of dataset dicts")
+            names = [dataset_name] if isinstance(dataset_name, str) else list(dataset_name or [])
+            self.data_report = DataIssueReport(",".join(str(n) for n in names) or None)
+            dataset_dicts = validate_dataset_dicts(
+                dataset_dicts,
+                names or None,
+                mode="train",
+                check_files=check_files,
+                max_labels=max_labels,
+                report=self.data_report,
+            )
         if not dataset_dicts:
-            raise ValueError("MosaicMixupDataset needs a non-empty list of dataset dicts")
+            raise ValueError(
+                "MosaicMixupDataset: no usable image left after validation: "
+                + self.data_report.summary()
+            )
         records = [_compact_record(d) for d in dataset_dicts]
         self._nonempty = np.asarray([i for i, r in enumerate(records) if len(r["boxes"])], dtype=np.int64)
         self._records = DatasetFromList(records, copy=False, serialize=True)
@@ -220,6 +275,11 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         if len(self.hsv_gains) != 3:
             raise ValueError(f"hsv_gains must have 3 values, got {self.hsv_gains!r}")
         self.pad_value = int(pad_value)
+        self.max_read_retries = int(max_read_retries)
+        if self.max_read_retries < 0:
+            raise ValueError(f"max_read_retries must be >= 0, got {max_read_retries}")
+        # Entries this process failed to decode (per process: workers learn on their own).
+        self._bad_indices: Set[int] = set()
 
         # Shared memory: the same storage is seen by every (forked or spawned) worker.
         self._mosaic_flag = torch.zeros(1, dtype=torch.uint8).share_memory_()
@@ -292,15 +352,81 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         return len(self._records)
 
     def _load(self, index: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]]:
-        """Image (BGR), boxes (XYXY), classes and the compact record of dataset entry ``index``."""
-        record = self._records[int(index)]
-        image = read_image_bgr(record)
-        return image, record["boxes"].astype(np.float64), record["classes"].copy(), record
+        """
+        Image (BGR), boxes (XYXY, clipped to the decoded image; boxes left empty are dropped),
+        classes and the compact record of dataset entry ``index``.
+
+        Raises:
+            _UnreadableSample: the image cannot be decoded (logged once per file; the entry
+                is remembered as bad).
+        """
+        index = int(index)
+        record = self._records[index]
+        try:
+            image = read_image_bgr(record)
+        except ImageReadError as e:
+            if index not in self._bad_indices:
+                self._bad_indices.add(index)
+                logger.warning(
+                    "Skipping training image %s (image_id=%r): %s. Another image is drawn "
+                    "instead (%d unreadable so far in this process).",
+                    record["file_name"],
+                    record["image_id"],
+                    e,
+                    len(self._bad_indices),
+                )
+            raise _UnreadableSample(index, e) from e
+        h, w = image.shape[:2]
+        boxes = record["boxes"].astype(np.float64)
+        classes = record["classes"].copy()
+        if len(boxes):
+            # Boxes are clipped to the *decoded* image (EXIF applied), not to the declared size.
+            boxes = T.clip_boxes(boxes, w, h)
+            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            if not keep.all():
+                logger.debug(
+                    "%s (image_id=%r): %d boxes outside the %dx%d image dropped",
+                    record["file_name"],
+                    record["image_id"],
+                    int((~keep).sum()),
+                    w,
+                    h,
+                )
+                boxes, classes = boxes[keep], classes[keep]
+        return image, boxes, classes, record
+
+    def _readable(self, index: int, rng: np.random.Generator, pool: Optional[np.ndarray] = None) -> int:
+        """
+        ``index`` if it is not known to be unreadable, else a uniform redraw (from ``pool``,
+        default the whole dataset) that is not known to be unreadable; -1 when every entry of
+        ``pool`` is unreadable.
+
+        Raises:
+            RuntimeError: every image of the dataset is unreadable.
+        """
+        if index not in self._bad_indices:
+            return index
+        n = len(self) if pool is None else len(pool)
+        for _ in range(64):
+            j = int(rng.integers(0, n)) if pool is None else int(pool[rng.integers(0, n)])
+            if j not in self._bad_indices:
+                return j
+        candidates = [
+            i for i in (range(n) if pool is None else pool.tolist()) if i not in self._bad_indices
+        ]
+        if not candidates:
+            if pool is not None:
+                return -1
+            raise RuntimeError(
+                f"MosaicMixupDataset: every image is unreadable ({len(self._bad_indices)} "
+                "failed in this process); see the warnings above for the files"
+            )
+        return int(candidates[rng.integers(0, len(candidates))])
 
     def _mosaic_sample(self, index: int, rng: np.random.Generator):
         """Mosaic + random affine (+ MixUp) at ``image_size``."""
         n = len(self)
-        indices = [index] + [int(i) for i in rng.integers(0, n, 3)]
+        indices = [index] + [self._readable(int(i), rng) for i in rng.integers(0, n, 3)]
         images, boxes, classes = [], [], []
         for i in indices:
             img, b, c, _ = self._load(i)
@@ -325,6 +451,10 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         )
         if self.enable_mixup and len(b) and len(self._nonempty) and rng.uniform() < self.mixup_prob:
             j = int(self._nonempty[rng.integers(0, len(self._nonempty))])
+            j = self._readable(j, rng, self._nonempty)
+        else:
+            j = -1
+        if j >= 0:
             p_img, p_b, p_c, _ = self._load(j)
             image, b, c = T.mixup(
                 image,
@@ -362,9 +492,31 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             index: dataset index of the primary image.
 
         Returns:
-            A Detectron2 model input dict (see the class docstring).
+            A Detectron2 model input dict (see the class docstring). When an image of the
+            sample cannot be decoded, the sample is rebuilt with another image (the primary
+            image is replaced when it is the unreadable one): ``file_name`` / ``image_id``
+            then name the primary image actually used.
+
+        Raises:
+            RuntimeError: ``max_read_retries + 1`` images in a row could not be decoded.
         """
         rng = self._generator()
+        index = self._readable(int(index), rng)
+        failures: List[str] = []
+        for _ in range(self.max_read_retries + 1):
+            try:
+                return self._sample(index, rng)
+            except _UnreadableSample as e:
+                failures.append(str(e.cause))
+                if e.index == index:
+                    index = self._readable(index, rng)
+        raise RuntimeError(
+            f"MosaicMixupDataset: {len(failures)} images in a row could not be read; the data is "
+            f"broken beyond skipping. Last errors:\n  " + "\n  ".join(failures[-5:])
+        )
+
+    def _sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
+        """One training sample with primary image ``index`` (raises :class:`_UnreadableSample`)."""
         record = self._records[int(index)]
         if self.mosaic_enabled and rng.uniform() < self.mosaic_prob:
             image, boxes, classes = self._mosaic_sample(index, rng)

@@ -62,3 +62,8 @@ __all__ = [
     "save_ema_weights",
     "unwrap_model",
 ]
+
+from .ddp import create_ddp_model  # noqa: E402
+from .predictor import YOLOXPredictor  # noqa: E402
+
+__all__ += ["create_ddp_model", "YOLOXPredictor"]

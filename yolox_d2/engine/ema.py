@@ -37,6 +37,7 @@ from torch import nn
 
 from detectron2.engine.train_loop import HookBase
 
+from ..checkpoint.atomic import atomic_torch_save
 from .hooks import unwrap_model
 
 __all__ = ["ModelEMA", "apply_ema", "ema_eval_function", "save_ema_weights", "EMAHook"]
@@ -316,8 +317,8 @@ def save_ema_weights(
     model = model if model is not None else checkpointer.model
     data = {"model": ema.model_state_dict(model), "ema_updates": ema.updates}
     path = os.path.join(checkpointer.save_dir, f"{name}.pth")
-    with checkpointer.path_manager.open(path, "wb") as f:
-        torch.save(data, f)
+    # written atomically: an interrupted export never leaves a truncated weights file
+    atomic_torch_save(data, path, checkpointer.path_manager)
     logger.info("Saved EMA weights (updates=%d) to %s", ema.updates, path)
     return path
 

@@ -27,6 +27,9 @@ __all__ = ["iou_loss", "yolox_losses"]
 logger = logging.getLogger(__name__)
 
 _IOU_LOSS_TYPES = ("iou", "giou")
+# Box sides are capped at 1e18 px in the area computations, so that a product of two sides
+# (<= 1e36) cannot overflow float32: diverging boxes give finite losses *and* gradients.
+MAX_BOX_SIDE = 1e18
 _REDUCTIONS = ("none", "sum", "mean")
 
 
@@ -68,9 +71,9 @@ def iou_loss(
 
     tl = torch.max(pred_xyxy[..., :2], target_xyxy[..., :2])
     br = torch.min(pred_xyxy[..., 2:], target_xyxy[..., 2:])
-    area_p = (pred_xyxy[..., 2:] - pred_xyxy[..., :2]).clamp(min=0).prod(dim=-1)
-    area_t = (target_xyxy[..., 2:] - target_xyxy[..., :2]).clamp(min=0).prod(dim=-1)
-    area_i = (br - tl).clamp(min=0).prod(dim=-1)
+    area_p = (pred_xyxy[..., 2:] - pred_xyxy[..., :2]).clamp(0, MAX_BOX_SIDE).prod(dim=-1)
+    area_t = (target_xyxy[..., 2:] - target_xyxy[..., :2]).clamp(0, MAX_BOX_SIDE).prod(dim=-1)
+    area_i = (br - tl).clamp(0, MAX_BOX_SIDE).prod(dim=-1)
     area_u = area_p + area_t - area_i
     iou = area_i / (area_u + eps)
 
@@ -79,7 +82,7 @@ def iou_loss(
     else:
         c_tl = torch.min(pred_xyxy[..., :2], target_xyxy[..., :2])
         c_br = torch.max(pred_xyxy[..., 2:], target_xyxy[..., 2:])
-        area_c = (c_br - c_tl).prod(dim=-1)
+        area_c = (c_br - c_tl).clamp(max=MAX_BOX_SIDE).prod(dim=-1)
         giou = iou - (area_c - area_u) / area_c.clamp(min=eps)
         loss = 1 - giou.clamp(min=-1.0, max=1.0)
 
@@ -184,7 +187,8 @@ def yolox_losses(
         fg_grid = anchor_grid.to(fg_gt_boxes.dtype).expand(B, A, 2)[fg]
         fg_stride = anchor_strides.to(fg_gt_boxes.dtype).expand(B, A)[fg].unsqueeze(-1)
         gt_ctr = (fg_gt_boxes[:, :2] + fg_gt_boxes[:, 2:]) / 2
-        gt_wh = fg_gt_boxes[:, 2:] - fg_gt_boxes[:, :2]
+        # clamp: an inverted (invalid) gt box gives log(1e-8), not log(negative) = NaN
+        gt_wh = (fg_gt_boxes[:, 2:] - fg_gt_boxes[:, :2]).clamp(min=0)
         l1_target = torch.cat((gt_ctr / fg_stride - fg_grid, torch.log(gt_wh / fg_stride + 1e-8)), dim=-1)
         loss_l1 = F.l1_loss(reg_raw.float()[fg], l1_target, reduction="sum")
     else:

@@ -29,6 +29,8 @@ __all__ = ["SimOTAAssignment", "SimOTAMatcher"]
 
 logger = logging.getLogger(__name__)
 
+_MAX_SIDE = 1e18  # see losses.MAX_BOX_SIDE
+
 # rule -> (default centre radius, candidates are "in box OR in centre", penalty for pairs that
 # fail the geometry prior)
 _RULES = {
@@ -391,9 +393,10 @@ class SimOTAMatcher:
         pdb = boxes.unsqueeze(1)  # (n, 1, N, 4)
         tl = torch.max(gtb[..., :2], pdb[..., :2])
         br = torch.min(gtb[..., 2:], pdb[..., 2:])
-        inter = (br - tl).clamp(min=0).prod(dim=-1)
-        area_gt = (gt_boxes[..., 2:] - gt_boxes[..., :2]).clamp(min=0).prod(dim=-1)  # (n, G)
-        area_pd = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(dim=-1)  # (n, N)
+        # sides capped at 1e18 px: products of two sides cannot overflow float32 (no inf/inf)
+        inter = (br - tl).clamp(0, _MAX_SIDE).prod(dim=-1)
+        area_gt = (gt_boxes[..., 2:] - gt_boxes[..., :2]).clamp(0, _MAX_SIDE).prod(dim=-1)  # (n, G)
+        area_pd = (boxes[..., 2:] - boxes[..., :2]).clamp(0, _MAX_SIDE).prod(dim=-1)  # (n, N)
         union = area_gt.unsqueeze(2) + area_pd.unsqueeze(1) - inter
         ious = inter / union.clamp(min=torch.finfo(union.dtype).tiny)
         ious = torch.where(pair_valid, ious, torch.zeros_like(ious))

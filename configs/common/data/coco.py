@@ -2,7 +2,6 @@
 from omegaconf import OmegaConf
 
 from detectron2.config import LazyCall as L
-from detectron2.data import get_detection_dataset_dicts
 from detectron2.evaluation import COCOEvaluator
 
 from yolox_d2.data import (
@@ -10,6 +9,7 @@ from yolox_d2.data import (
     YOLOXTestMapper,
     build_yolox_test_loader,
     build_yolox_train_loader,
+    get_validated_dataset_dicts,
 )
 
 dataloader = OmegaConf.create()
@@ -17,7 +17,8 @@ dataloader = OmegaConf.create()
 # Defaults of the large models (M/L/X/Darknet53); S/Tiny/Nano configs turn MixUp off.
 dataloader.train = L(build_yolox_train_loader)(
     dataset=L(MosaicMixupDataset)(
-        dataset_dicts=L(get_detection_dataset_dicts)(names="coco_2017_train"),
+        # validated against each dataset's metadata: bad boxes / files dropped, with a summary
+        dataset_dicts=L(get_validated_dataset_dicts)(names="coco_2017_train"),
         image_size=(640, 640),
         mosaic_prob=1.0,
         mixup_prob=1.0,

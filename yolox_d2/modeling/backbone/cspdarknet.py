@@ -74,6 +74,14 @@ class CSPDarknet(SequentialStagesBackbone):
             (base, base * 2, base * 4, base * 8, base * 16),
             out_features,
         )
+        # The Focus stem needs an even input size; a multiple of the coarsest output stride
+        # also makes every output exactly input / stride (YOLOX sizes are multiples of 32).
+        # Necks (YOLOPAFPN, Detectron2's FPN) declare their own.
+        self._size_divisibility = max(self._out_feature_strides[f] for f in self._out_features)
+
+    @property
+    def size_divisibility(self) -> int:
+        return self._size_divisibility
 
 
 @BACKBONE_REGISTRY.register()

@@ -1,5 +1,6 @@
 """The YOLOX meta-architecture: anchor-free dense detector with SimOTA label assignment."""
 import logging
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -23,6 +24,8 @@ from .yolox_head import YOLOXHead
 __all__ = ["YOLOX"]
 
 logger = logging.getLogger(__name__)
+
+_MAX_LOG_SIZE = math.log(1e4)
 
 
 @META_ARCH_REGISTRY.register()
@@ -173,6 +176,7 @@ class YOLOX(DenseDetector):
             if any("instances" not in x for x in batched_inputs):
                 raise ValueError("YOLOX training needs 'instances' in every input dict")
             gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+            self._check_gt_classes(batched_inputs, gt_instances)
             images, gt_instances = self._apply_train_size(images, gt_instances)
 
         features = self.backbone(images.tensor)
@@ -192,16 +196,39 @@ class YOLOX(DenseDetector):
             processed_results.append({"instances": detector_postprocess(results_per_image, height, width)})
         return processed_results
 
+    def _check_gt_classes(self, batched_inputs: List[Dict], gt_instances: List[Instances]) -> None:
+        """Raise a clear error (file, image_id) for class ids outside ``[0, num_classes)``."""
+        classes = [x.gt_classes for x in gt_instances]
+        if not any(len(c) for c in classes):
+            return
+        bad = [(c < 0) | (c >= self.num_classes) for c in classes]
+        if not bool(torch.cat(bad).any()):
+            return
+        for x, c, b in zip(batched_inputs, classes, bad):
+            if bool(b.any()):
+                raise ValueError(
+                    f"Training image {x.get('file_name')!r} (image_id={x.get('image_id')!r}) has "
+                    f"class ids {sorted(set(c[b].tolist()))} outside [0, {self.num_classes}) "
+                    f"(model num_classes={self.num_classes}); check the dataset's thing_classes "
+                    "against model.num_classes"
+                )
+
     def preprocess_image(self, batched_inputs: List[Dict[str, Tensor]]) -> ImageList:
-        """Pad bottom/right with ``pad_value`` to a common size, then normalise."""
+        """
+        Pad bottom/right with ``pad_value`` to a common size, then normalise. The padded size
+        follows the backbone like ``ImageList.from_tensors`` in Detectron2's meta-archs:
+        ``size_divisibility``, or ``padding_constraints`` (``size_divisibility``,
+        ``square_size``) when the backbone gives them.
+        """
         images = [self._move_to_current_device(x["image"]) for x in batched_inputs]
         image_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-        div = max(self.backbone.size_divisibility, 1)
-        max_h = max(h for h, _ in image_sizes)
-        max_w = max(w for _, w in image_sizes)
+        constraints = self.backbone.padding_constraints or {}
+        div = max(int(constraints.get("size_divisibility", self.backbone.size_divisibility)), 1)
+        square = int(constraints.get("square_size", 0))
         if not self.training and self.test_square_size > 0:
-            max_h = max(max_h, self.test_square_size)
-            max_w = max(max_w, self.test_square_size)
+            square = max(square, self.test_square_size)
+        max_h = max(max(h for h, _ in image_sizes), square)
+        max_w = max(max(w for _, w in image_sizes), square)
         max_h = -(-max_h // div) * div
         max_w = -(-max_w // div) * div
         batch = images[0].new_full(
@@ -265,10 +292,14 @@ class YOLOX(DenseDetector):
 
     @staticmethod
     def decode_boxes(box_reg: Tensor, grid: Tensor, strides: Tensor) -> Tensor:
-        """(dx, dy, log w, log h) in stride units -> absolute XYXY boxes."""
+        """
+        (dx, dy, log w, log h) in stride units -> absolute XYXY boxes. The log sizes are
+        clamped at ``log(1e4)`` (boxes up to 10^4 strides wide) so a diverging prediction
+        gives a huge but finite box instead of inf/NaN; the official weights never get near it.
+        """
         s = strides.unsqueeze(-1)
         centers = (box_reg[..., :2] + grid) * s
-        sizes = torch.exp(box_reg[..., 2:4]) * s
+        sizes = torch.exp(box_reg[..., 2:4].clamp(max=_MAX_LOG_SIZE)) * s
         return torch.cat((centers - sizes / 2, centers + sizes / 2), dim=-1)
 
     # ------------------------------------------------------------------ training

@@ -1,0 +1,133 @@
+"""End-to-end training with tools/lazyconfig_train_net.py: overfitting, resume, 2 processes."""
+import importlib.util
+import shutil
+import sys
+
+import pytest
+import torch
+
+from detectron2.config import LazyConfig
+from yolox_d2.solver import YOLOXWarmCosineParamScheduler
+
+from .synthetic_shapes import make_shapes_dataset, register_shapes_dataset
+from .train_net_runner import SMALL_TREES, TRAIN_NET, read_metrics, run_train_net
+
+TREES_CFG = "configs/deepforest/yolox_nano_trees.py"
+
+
+def _load_train_net():
+    """tools/ is not a package (Detectron2's wheel owns a top-level `tools`): load by path."""
+    spec = importlib.util.spec_from_file_location("yolox_d2_lazyconfig_train_net", TRAIN_NET)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_overfits_a_handful_of_images(tmp_path, repo_root):
+    """Training through the tool's own do_train on 4 images reaches AP50 >= 0.9 on them."""
+    dicts = make_shapes_dataset(str(tmp_path / "images"), num_images=4, size=256)
+    register_shapes_dataset("yolox_d2_test_shapes", dicts)
+    train_net = _load_train_net()
+    cfg = LazyConfig.load(str(repo_root / "configs" / "yolox_nano.py"))
+    cfg = LazyConfig.apply_overrides(
+        cfg,
+        [
+            "model.num_classes=2",
+            "model.test_square_size=256",
+            "model.test_score_thresh=0.001",
+            "dataloader.train.dataset.dataset_dicts.names=yolox_d2_test_shapes",
+            "dataloader.train.dataset.image_size=[256,256]",
+            "dataloader.train.dataset.enable_mosaic=False",
+            "dataloader.train.dataset.hsv_prob=0.0",
+            "dataloader.train.total_batch_size=4",
+            "dataloader.train.num_workers=0",
+            "dataloader.test.dataset=yolox_d2_test_shapes",
+            "dataloader.test.mapper.image_size=[256,256]",
+            "dataloader.test.num_workers=0",
+            "optimizer.lr=0.02",
+            "train.device=cpu",
+            "train.seed=0",
+            "train.max_iter=200",
+            "train.no_aug_iters=30",
+            "train.eval_period=1000",
+            "train.checkpointer.period=1000",
+            "train.ema.enabled=False",
+            "train.multiscale.enabled=False",
+            "lr_multiplier.warmup_fraction=0.1",
+            "lr_multiplier.no_aug_fraction=0.15",
+            "lr_multiplier.min_lr_ratio=1.0",  # flat after warm-up: overfit, don't anneal
+            f"train.output_dir={tmp_path / 'out'}",
+        ],
+    )
+    torch.manual_seed(0)
+    args = train_net.default_argument_parser().parse_args(["--config-file", "unused"])
+    train_net.do_train(args, cfg)
+    model = train_net.instantiate(cfg.model)
+    train_net.DetectionCheckpointer(model).load(str(tmp_path / "out" / "model_final.pth"))
+    results = train_net.do_test(cfg, model.eval())
+    assert results["bbox"]["AP50"] >= 90.0, results
+
+
+def test_resume_continues_iteration_lr_ema_and_augmentation_mode(tmp_path):
+    """
+    Run 12 iterations (no-aug phase from iteration 6), then "interrupt" after the checkpoint of
+    iteration 7 (later checkpoints removed, as after a crash) and resume with --resume.
+    """
+    common = SMALL_TREES + [
+        "train.max_iter=12",
+        "train.no_aug_iters=6",
+        "train.checkpointer.period=4",
+        "train.checkpointer.max_to_keep=10",
+        "train.eval_period=1000",
+    ]
+    full = tmp_path / "full"
+    proc = run_train_net(["--config-file", TREES_CFG, *common, f"train.output_dir={full}"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    shutil.copy(full / "model_0000007.pth", crashed / "model_0000007.pth")
+    (crashed / "last_checkpoint").write_text("model_0000007.pth")
+    ckpt = torch.load(crashed / "model_0000007.pth", map_location="cpu", weights_only=False)
+    assert ckpt["iteration"] == 7 and ckpt["ema"]["updates"] == 8
+
+    proc = run_train_net(["--config-file", TREES_CFG, "--resume", *common, f"train.output_dir={crashed}"])
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    assert "Starting training from iteration 8" in log
+    # augmentation mode: already in the no-aug phase when resuming, so switched at once
+    assert "Iteration 8: entering the no-augmentation phase" in log
+
+    resumed = {m["iteration"]: m for m in read_metrics(crashed) if "lr" in m}
+    reference = {m["iteration"]: m for m in read_metrics(full) if "lr" in m}
+    assert sorted(resumed) == list(range(8, 12))
+    schedule = YOLOXWarmCosineParamScheduler(
+        **{k: v for k, v in LazyConfig.load(TREES_CFG).lr_multiplier.items() if k != "_target_"}
+    )
+    for it in range(8, 12):
+        assert resumed[it]["lr"] == pytest.approx(reference[it]["lr"], rel=1e-9)
+        # the recorded lr is the one used for that iteration's step
+        assert resumed[it]["lr"] == pytest.approx(0.01 * 8 / 64 * 4 * schedule(it / 12), rel=1e-6)
+        assert resumed[it]["loss_l1"] > 0  # L1 on in the no-aug phase
+    final = torch.load(crashed / "model_final.pth", map_location="cpu", weights_only=False)
+    assert final["ema"]["updates"] == 12  # continued from 8, not restarted
+    assert final["iteration"] == 11
+
+
+def test_two_processes_on_cpu(tmp_path):
+    """--num-gpus 2 on a CPU machine: gloo, plugin DDP wrapping, training then COCO evaluation."""
+    proc = run_train_net(
+        [
+            "--config-file", TREES_CFG, "--num-gpus", "2", *SMALL_TREES,
+            "train.max_iter=4", "train.no_aug_iters=2", "train.eval_period=1000",
+            "dataloader.train.num_workers=0", "dataloader.train.total_batch_size=4",
+            "train.multiscale.enabled=True", "train.multiscale.period=2",
+            f"train.output_dir={tmp_path}",
+        ],
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    assert "Rank of current process: 1. World size: 2" in log
+    assert "Evaluation results for bbox" in log
+    metrics = read_metrics(tmp_path)
+    assert max(m["iteration"] for m in metrics) == 3

@@ -1,0 +1,138 @@
+"""Single-image inference in the spirit of Detectron2's DefaultPredictor, for LazyConfigs."""
+
+import logging
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import instantiate
+from detectron2.data import Metadata, MetadataCatalog
+
+from ..data.transforms import letterbox_resize, to_hw
+from .ema import ModelEMA
+
+__all__ = ["YOLOXPredictor", "build_inference_model", "resolve_device", "inference_image_size"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: Optional[str], cfg=None) -> str:
+    """
+    ``device``, else ``cfg.train.device``, else ``"cpu"``; a CUDA device falls back to the CPU
+    (with a warning) when no GPU is present.
+    """
+    if not device and cfg is not None and "train" in cfg:
+        device = cfg.train.get("device", None)
+    device = str(device or "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("CUDA is not available: running on the CPU")
+        device = "cpu"
+    return device
+
+
+def build_inference_model(cfg, device: Optional[str] = None, fuse: bool = True) -> nn.Module:
+    """
+    Instantiate ``cfg.model``, load ``cfg.train.init_checkpoint`` (its EMA weights when the
+    checkpoint has them, i.e. an ``"ema"`` entry with ``updates > 0``), and return the model in
+    eval mode, BatchNorm folded into the convolutions when ``fuse``.
+
+    Args:
+        cfg: a LazyConfig with ``model`` and (optionally) ``train.init_checkpoint`` /
+            ``train.device``.
+        device: where to put the model (see :func:`resolve_device`).
+        fuse: call ``model.fuse()`` (same outputs up to float rounding, faster).
+
+    Raises:
+        FileNotFoundError: ``train.init_checkpoint`` names a local file that does not exist.
+    """
+    device = resolve_device(device, cfg)
+    model = instantiate(cfg.model).to(device).eval()
+    checkpoint = cfg.train.get("init_checkpoint", "") if "train" in cfg else ""
+    if checkpoint:
+        if "://" not in checkpoint and not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"Checkpoint {checkpoint!r} (train.init_checkpoint) does not exist")
+        ema = ModelEMA(model)
+        DetectionCheckpointer(model, ema=ema).load(checkpoint)
+        if ema.updates > 0:
+            logger.info("Using the EMA weights of %s (updates=%d)", checkpoint, ema.updates)
+            model.load_state_dict(ema.model_state_dict(model))
+        else:
+            logger.info("Loaded the weights of %s (no EMA state in it)", checkpoint)
+    else:
+        logger.warning("cfg.train.init_checkpoint is empty: the model has random weights")
+    if fuse and hasattr(model, "fuse"):
+        model.fuse()
+    return model
+
+
+def inference_image_size(cfg, default: Tuple[int, int] = (640, 640)) -> Tuple[int, int]:
+    """The inference size ``(h, w)``: ``cfg.dataloader.test.mapper.image_size``, else the
+    model's ``test_square_size``, else ``default``."""
+    test = cfg.get("dataloader", {}).get("test") if "dataloader" in cfg else None
+    mapper = test.get("mapper") if test is not None else None
+    if mapper is not None and "image_size" in mapper:
+        return to_hw(mapper.image_size)
+    square = cfg.model.get("test_square_size", 0) if "model" in cfg else 0
+    return to_hw(square) if square else to_hw(default)
+
+
+def _test_metadata(cfg) -> Optional[Metadata]:
+    test = cfg.get("dataloader", {}).get("test") if "dataloader" in cfg else None
+    dataset = test.get("dataset") if test is not None else None
+    if isinstance(dataset, str):
+        return MetadataCatalog.get(dataset)
+    return None
+
+
+class YOLOXPredictor:
+    """
+    Build the model of a LazyConfig, load ``cfg.train.init_checkpoint`` (using the EMA weights
+    when the checkpoint has them), and run it on one BGR image at a time::
+
+        cfg = LazyConfig.load("configs/yolox_s.py")
+        cfg.train.init_checkpoint = "yolox_s_d2.pth"
+        predictor = YOLOXPredictor(cfg)
+        instances = predictor(cv2.imread("photo.jpg"))["instances"]
+
+    Preprocessing is the YOLOX letterbox of ``cfg.dataloader.test.mapper.image_size`` (as
+    :class:`yolox_d2.data.YOLOXTestMapper`); the result is what the model returns for that
+    input, in the original image's coordinates. ``metadata`` is the Detectron2 metadata of
+    ``cfg.dataloader.test.dataset`` (class names), or None.
+    """
+
+    def __init__(self, cfg, device: Optional[str] = None, fuse: bool = True):
+        """
+        Args:
+            cfg: a LazyConfig with ``model``, ``train.init_checkpoint`` and (optionally)
+                ``dataloader.test`` (its mapper's ``image_size`` and dataset metadata).
+            device: where to run; default ``cfg.train.device`` ("cuda" falls back to "cpu"
+                when no GPU is present).
+            fuse: fold BatchNorm into the convolutions (faster, same outputs).
+        """
+        self.device = resolve_device(device, cfg)
+        self.model = build_inference_model(cfg, self.device, fuse=fuse)
+        self.image_size = inference_image_size(cfg)
+        self.metadata = _test_metadata(cfg)
+
+    @torch.no_grad()
+    def __call__(self, image_bgr: np.ndarray) -> Dict[str, Any]:
+        """
+        Args:
+            image_bgr: (H, W, 3) uint8 BGR image (as read by ``cv2.imread``).
+
+        Returns:
+            ``{"instances": Instances}`` in the image's coordinates.
+        """
+        if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError(
+                "YOLOXPredictor expects an (H, W, 3) BGR numpy image, got "
+                f"{type(image_bgr).__name__} {getattr(image_bgr, 'shape', '')}"
+            )
+        height, width = image_bgr.shape[:2]
+        resized, _ = letterbox_resize(image_bgr, self.image_size)
+        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+        return self.model([{"image": tensor, "height": height, "width": width}])[0]

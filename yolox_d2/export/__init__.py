@@ -1,0 +1,56 @@
+"""
+Deployment of YOLOX models: ONNX (onnxruntime) and TorchScript exports with a dynamic batch
+size and input size, with raw, decoded or NMS-ed outputs (:mod:`yolox_d2.export.wrapper`
+documents the formats). ``tools/export_model.py`` is the command line::
+
+    model = build_inference_model(cfg)                 # weights (EMA if any), eval, fused
+    wrapper = YOLOXExportWrapper(model, output="nms")
+    export_onnx(wrapper, "yolox_s.onnx", sample_size=640)
+    batch, ratios = letterbox_batch([cv2.imread("photo.jpg")], 640)
+    detections = run_onnx(onnxruntime_session("yolox_s.onnx"), batch)[0]
+"""
+
+from ..engine.predictor import build_inference_model
+from .onnx import (
+    DEFAULT_OPSET,
+    export_onnx,
+    max_abs_difference,
+    onnx_dynamic_axes,
+    onnxruntime_session,
+    run_onnx,
+)
+from .preprocess import letterbox_batch
+from .torchscript import export_torchscript
+from .verify import ExportVerificationError, verify_export
+from .wrapper import (
+    BOX_FORMATS,
+    DETECTION_COLUMNS,
+    OUTPUT_MODES,
+    RAW_LAYOUTS,
+    YOLOXExportWrapper,
+    batched_detections,
+    decode_raw_predictions,
+    detections_from_predictions,
+)
+
+__all__ = [
+    "BOX_FORMATS",
+    "DEFAULT_OPSET",
+    "DETECTION_COLUMNS",
+    "ExportVerificationError",
+    "OUTPUT_MODES",
+    "RAW_LAYOUTS",
+    "YOLOXExportWrapper",
+    "batched_detections",
+    "build_inference_model",
+    "decode_raw_predictions",
+    "detections_from_predictions",
+    "export_onnx",
+    "export_torchscript",
+    "letterbox_batch",
+    "max_abs_difference",
+    "onnx_dynamic_axes",
+    "onnxruntime_session",
+    "run_onnx",
+    "verify_export",
+]

@@ -1,0 +1,435 @@
+"""
+An ``nn.Module`` around a :class:`~yolox_d2.modeling.YOLOX` that maps one padded image tensor
+to plain tensors, so that it can be traced (TorchScript) and exported (ONNX).
+
+Graph input: ``images``, float32 ``(N, 3, H, W)`` in the model's ``input_format`` (BGR, 0-255
+for the YOLOX weights) with ``H`` and ``W`` multiples of the backbone's ``size_divisibility``
+(32); the model's ``pixel_mean`` / ``pixel_std`` normalisation, when it has one, is part of the
+graph. :func:`yolox_d2.export.letterbox_batch` prepares such a batch from BGR images exactly
+like the PyTorch inference path (letterbox resize, bottom/right padding with 114).
+
+Graph outputs, by ``output``:
+
+* ``"raw"``, ``raw_layout="concat"``: ``predictions`` (N, A, 5 + C) float32, per anchor
+  ``[dx, dy, log w, log h, objectness logit, C class logits]``.
+* ``"raw"``, ``raw_layout="levels"``: one tensor per level (``raw_p3``, ``raw_p4``,
+  ``raw_p5``), (N, 5 + C, H_l, W_l) with the same channels (the official YOLOX head layout).
+* ``"decoded"``: ``predictions`` (N, A, 5 + C) float32, per anchor ``[box(4), objectness
+  probability, C class probabilities]`` with the box XYXY (``box_format="xyxy"``) or
+  ``(cx, cy, w, h)`` (``"cxcywh"``, the official YOLOX layout) in input pixels.
+* ``"nms"``: ``detections`` (K, 7) float32, rows ``[batch_index, x1, y1, x2, y2, score,
+  class]`` for the whole batch, grouped by ascending ``batch_index`` and sorted by decreasing
+  score within an image; ``score = objectness x best class probability``, ``score >=
+  score_thresh``, per-image per-class NMS (or class-agnostic), at most ``max_detections``
+  rows per image: the same detections as :meth:`YOLOX.forward_inference`.
+
+Anchors ``A = sum_l H_l W_l`` are ordered by level (stride 8, 16, 32) then row-major; anchor
+``i`` of a level with width ``W_l`` and stride ``s`` sits at grid cell ``(x, y) = (i % W_l, i
+// W_l)`` and decodes as ``center = (dx + x, dy + y) * s``, ``size = exp(log wh) * s``.
+Boxes are in the coordinates of the network input (the letterboxed canvas): divide by the
+letterbox ratio to get original-image pixels.
+"""
+
+import logging
+import warnings
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision.nms)
+from torch import Tensor, nn
+
+from ..modeling import YOLOX
+
+__all__ = [
+    "YOLOXExportWrapper",
+    "OUTPUT_MODES",
+    "RAW_LAYOUTS",
+    "BOX_FORMATS",
+    "DETECTION_COLUMNS",
+    "detections_from_predictions",
+    "batched_detections",
+    "decode_raw_predictions",
+]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_MODES = ("raw", "decoded", "nms")
+RAW_LAYOUTS = ("concat", "levels")
+BOX_FORMATS = ("xyxy", "cxcywh")
+#: Column names of the (K, 7) ``detections`` output of the ``"nms"`` mode.
+DETECTION_COLUMNS = ("batch_index", "x1", "y1", "x2", "y2", "score", "class")
+
+# ONNX NonMaxSuppression keeps boxes whose score is strictly above its threshold; candidates
+# get their score (>= 0) and non-candidates this value, so the threshold below separates them.
+_NOT_A_CANDIDATE = -1.0
+_ONNX_NMS_SCORE_THRESHOLD = -0.5
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _nms_per_group_impl(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """
+    Exact NMS within each group (no coordinate offsets, so no float32 precision loss on large
+    coordinates). Returns the kept indices (int64) in increasing order.
+    """
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    for group in torch.unique(groups):
+        members = torch.where(groups == group)[0]
+        kept = torch.ops.torchvision.nms(boxes[members], scores[members], iou_threshold)
+        keep[members[kept]] = True
+    return torch.where(keep)[0]
+
+
+_scripted_nms_per_group = None
+
+
+def _nms_per_group(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """:func:`_nms_per_group_impl`, scripted while tracing so the traced graph keeps the loop."""
+    global _scripted_nms_per_group
+    if not torch.jit.is_tracing():
+        return _nms_per_group_impl(boxes, scores, groups, iou_threshold)
+    if _scripted_nms_per_group is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # TorchScript deprecation
+            _scripted_nms_per_group = torch.jit.script(_nms_per_group_impl)
+    return _scripted_nms_per_group(boxes, scores, groups, iou_threshold)
+
+
+def _argsort(values: Tensor, descending: bool = False) -> Tensor:
+    """Stable argsort; exported as ONNX TopK, which the ONNX spec makes stable (lower index first)."""
+    if torch.onnx.is_in_onnx_export():
+        return torch.argsort(values, descending=descending)
+    return torch.sort(values, descending=descending, stable=True)[1]
+
+
+class _OnnxNonMaxSuppression(torch.autograd.Function):
+    """
+    ONNX ``NonMaxSuppression`` with its native batch and class dimensions (used only while
+    exporting to ONNX: the exporter replaces it with the operator via :meth:`symbolic`).
+
+    Inputs: ``boxes`` (N, A, 4) XYXY, ``scores`` (N, C, A) where non-candidates hold
+    ``_NOT_A_CANDIDATE``. Output: (M, 3) int64 ``[batch, class, anchor]``.
+    """
+
+    @staticmethod
+    def forward(ctx, boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:  # noqa: D102
+        batch, cls, anchor = torch.where(scores > _ONNX_NMS_SCORE_THRESHOLD)
+        groups = batch * scores.shape[1] + cls
+        kept = _nms_per_group(boxes[batch, anchor], scores[batch, cls, anchor], groups, iou_threshold)
+        return torch.stack((batch[kept], cls[kept], anchor[kept]), dim=1)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, iou_threshold: float):  # noqa: D102
+        max_per_class = g.op("Constant", value_t=torch.tensor([2**31 - 1], dtype=torch.int64))
+        iou = g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32))
+        score = g.op("Constant", value_t=torch.tensor([_ONNX_NMS_SCORE_THRESHOLD], dtype=torch.float32))
+        return g.op("NonMaxSuppression", boxes, scores, max_per_class, iou, score, center_point_box_i=0)
+
+
+def batched_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    classes: Tensor,
+    *,
+    num_classes: int,
+    score_thresh: float,
+    nms_thresh: float,
+    max_detections: int,
+    class_agnostic: bool = False,
+) -> Tensor:
+    """
+    Score threshold, per-image (per-class) NMS and a per-image cap, for a whole batch, in
+    operations that trace and export to ONNX with a dynamic batch size and number of anchors.
+
+    Args:
+        boxes: (N, A, 4) XYXY boxes.
+        scores: (N, A) detection scores (``objectness x best class probability``).
+        classes: (N, A) int64 best class of each anchor.
+        num_classes: number of classes C (``classes < C``).
+        score_thresh: keep anchors with ``score >= score_thresh``.
+        nms_thresh: IoU above which the lower-scored box of a class (of any class when
+            ``class_agnostic``) is suppressed.
+        max_detections: keep at most this many detections per image (<= 0: no cap).
+        class_agnostic: NMS across classes.
+
+    Returns:
+        (K, 7) float tensor ``[batch_index, x1, y1, x2, y2, score, class]``, grouped by
+        ascending batch index, by decreasing score within an image.
+    """
+    candidate = scores >= score_thresh
+    if torch.onnx.is_in_onnx_export():
+        nms_classes = torch.zeros_like(classes) if class_agnostic else classes
+        one_hot = nms_classes.unsqueeze(-1) == torch.arange(
+            1 if class_agnostic else num_classes, device=classes.device
+        )
+        dense = torch.where(
+            one_hot & candidate.unsqueeze(-1),
+            scores.unsqueeze(-1),
+            torch.full_like(scores.unsqueeze(-1), _NOT_A_CANDIDATE),
+        )
+        selected = _OnnxNonMaxSuppression.apply(boxes, dense.permute(0, 2, 1), float(nms_thresh))
+        batch, anchor = selected[:, 0], selected[:, 2]
+    else:
+        batch, anchor = torch.where(candidate)
+        groups = batch if class_agnostic else batch * num_classes + classes[batch, anchor]
+        kept = _nms_per_group(boxes[batch, anchor], scores[batch, anchor], groups, float(nms_thresh))
+        batch, anchor = batch[kept], anchor[kept]
+
+    # Deterministic order, ties included: by image, by decreasing score, by anchor index.
+    order = _argsort(batch * scores.shape[1] + anchor)
+    batch, anchor = batch[order], anchor[order]
+    order = _argsort(scores[batch, anchor], descending=True)
+    batch, anchor = batch[order], anchor[order]
+    order = _argsort(batch)
+    batch, anchor = batch[order], anchor[order]
+    det_scores = scores[batch, anchor]
+    if max_detections > 0:
+        # rank of each detection within its image (rows are grouped by image)
+        same_image = batch.unsqueeze(1) == torch.arange(boxes.shape[0], device=boxes.device).unsqueeze(0)
+        rank = (same_image.to(torch.int64).cumsum(0) * same_image.to(torch.int64)).sum(1) - 1
+        keep = rank < max_detections
+        batch, anchor, det_scores = batch[keep], anchor[keep], det_scores[keep]
+    return torch.cat(
+        (
+            batch.to(boxes.dtype).unsqueeze(1),
+            boxes[batch, anchor],
+            det_scores.unsqueeze(1),
+            classes[batch, anchor].to(boxes.dtype).unsqueeze(1),
+        ),
+        dim=1,
+    )
+
+
+def detections_from_predictions(
+    predictions: Tensor,
+    *,
+    box_format: str = "xyxy",
+    score_thresh: float,
+    nms_thresh: float,
+    max_detections: int,
+    class_agnostic: bool = False,
+) -> Tensor:
+    """
+    The ``"nms"`` post-processing applied to the output of a ``"decoded"`` export (e.g. one
+    run in onnxruntime): same rows as the ``"nms"`` mode.
+
+    Args:
+        predictions: (N, A, 5 + C) decoded predictions ``[box, objectness, class probs]``.
+        box_format: ``"xyxy"`` or ``"cxcywh"``, the format the predictions were exported with.
+        score_thresh, nms_thresh, max_detections, class_agnostic: see
+            :func:`batched_detections`.
+
+    Returns:
+        (K, 7) ``[batch_index, x1, y1, x2, y2, score, class]``.
+    """
+    _check_choice("box_format", box_format, BOX_FORMATS)
+    if predictions.dim() != 3 or predictions.shape[-1] < 6:
+        raise ValueError(f"Expected decoded predictions (N, A, 5 + C), got {tuple(predictions.shape)}")
+    boxes = predictions[..., :4]
+    if box_format == "cxcywh":
+        boxes = torch.cat((boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2), dim=-1)
+    class_probs, classes = predictions[..., 5:].max(dim=-1)
+    return batched_detections(
+        boxes,
+        predictions[..., 4] * class_probs,
+        classes,
+        num_classes=predictions.shape[-1] - 5,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        max_detections=max_detections,
+        class_agnostic=class_agnostic,
+    )
+
+
+def decode_raw_predictions(model: YOLOX, raw: Tensor, input_size: Tuple[int, int]) -> Tensor:
+    """
+    Decode the output of a ``"raw"`` (``"concat"``) export into the ``"decoded"`` (XYXY)
+    layout, with the model's strides and :meth:`YOLOX.decode_boxes`.
+
+    Args:
+        model: the YOLOX the graph was exported from (for its strides).
+        raw: (N, A, 5 + C) ``[dx, dy, log w, log h, objectness logit, class logits]``.
+        input_size: ``(H, W)`` of the graph input the predictions are for.
+
+    Returns:
+        (N, A, 5 + C) ``[x1, y1, x2, y2, objectness, class probabilities]``.
+    """
+    h, w = int(input_size[0]), int(input_size[1])
+    # Only the shapes of the feature maps matter to the anchor grid.
+    shapes = [raw.new_empty((1, 0, -(-h // s), -(-w // s))) for s in model.strides]
+    grid, strides = model.anchor_grid(shapes)
+    if grid.shape[0] != raw.shape[1]:
+        raise ValueError(f"{raw.shape[1]} raw predictions, but a {h}x{w} input gives {grid.shape[0]} anchors")
+    boxes = model.decode_boxes(raw[..., :4], grid, strides)
+    return torch.cat((boxes, raw[..., 4:].sigmoid()), dim=-1)
+
+
+class YOLOXExportWrapper(nn.Module):
+    """
+    Traceable / exportable view of a :class:`YOLOX` (see the module docstring for the input and
+    outputs). It reuses the model's backbone, head, ``_flatten_predictions``, ``anchor_grid``
+    and ``decode_boxes``; the anchor grid is computed from the input's shape in the graph, so
+    one export serves every batch size and input size.
+
+    Example::
+
+        model = instantiate(cfg.model).eval().fuse()
+        wrapper = YOLOXExportWrapper(model, output="decoded")
+        predictions = wrapper(images)        # (N, A, 5 + C)
+    """
+
+    def __init__(
+        self,
+        model: YOLOX,
+        output: str = "decoded",
+        *,
+        raw_layout: str = "concat",
+        box_format: str = "xyxy",
+        score_thresh: Optional[float] = None,
+        nms_thresh: Optional[float] = None,
+        max_detections: Optional[int] = None,
+        class_agnostic: Optional[bool] = None,
+    ):
+        """
+        Args:
+            model: a YOLOX model in eval mode (fused or not).
+            output: ``"raw"``, ``"decoded"`` or ``"nms"``.
+            raw_layout: for ``"raw"``: ``"concat"`` (one (N, A, 5 + C) tensor) or ``"levels"``
+                (one (N, 5 + C, H_l, W_l) tensor per level).
+            box_format: for ``"decoded"``: ``"xyxy"`` or ``"cxcywh"``.
+            score_thresh, nms_thresh, max_detections, class_agnostic: for ``"nms"``; default
+                the model's ``test_score_thresh``, ``test_nms_thresh``,
+                ``max_detections_per_image`` and ``test_class_agnostic_nms``. They are
+                constants of the exported graph.
+        """
+        super().__init__()
+        if not isinstance(model, YOLOX):
+            raise TypeError(f"YOLOXExportWrapper needs a yolox_d2 YOLOX model, got {type(model).__name__}")
+        if model.training:
+            raise ValueError("Export needs an inference model: call model.eval() first")
+        self.model = model
+        self.output = _check_choice("output", output, OUTPUT_MODES)
+        self.raw_layout = _check_choice("raw_layout", raw_layout, RAW_LAYOUTS)
+        self.box_format = _check_choice("box_format", box_format, BOX_FORMATS)
+        self.score_thresh = float(model.test_score_thresh if score_thresh is None else score_thresh)
+        self.nms_thresh = float(model.test_nms_thresh if nms_thresh is None else nms_thresh)
+        self.max_detections = int(
+            model.max_detections_per_image if max_detections is None else max_detections
+        )
+        self.class_agnostic = bool(
+            model.test_class_agnostic_nms if class_agnostic is None else class_agnostic
+        )
+        if not 0.0 <= self.nms_thresh <= 1.0:
+            raise ValueError(f"nms_thresh must be in [0, 1], got {self.nms_thresh}")
+
+    @property
+    def size_divisibility(self) -> int:
+        """Input height and width must be multiples of this (32 for YOLOX)."""
+        return max(int(self.model.backbone.size_divisibility), 1)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.num_classes)
+
+    @property
+    def output_names(self) -> List[str]:
+        """Names of the graph outputs, in order."""
+        if self.output == "nms":
+            return ["detections"]
+        if self.output == "raw" and self.raw_layout == "levels":
+            return [f"raw_{name}" for name in self.model.head_in_features]
+        return ["predictions"]
+
+    def describe(self) -> str:
+        """A one-line description of the outputs (logged by the exporters)."""
+        c = self.num_classes
+        if self.output == "nms":
+            return (
+                "detections (K, 7) [batch_index, x1, y1, x2, y2, score, class], "
+                f"score >= {self.score_thresh}, NMS IoU {self.nms_thresh}"
+                f"{' class-agnostic' if self.class_agnostic else ''}, "
+                f"<= {self.max_detections} per image"
+            )
+        if self.output == "decoded":
+            box = "x1, y1, x2, y2" if self.box_format == "xyxy" else "cx, cy, w, h"
+            return f"predictions (N, A, {5 + c}) [{box}, objectness, {c} class probabilities]"
+        channels = f"dx, dy, log w, log h, objectness logit, {c} class logits"
+        if self.raw_layout == "levels":
+            return ", ".join(f"{n} (N, {5 + c}, H, W)" for n in self.output_names) + f" [{channels}]"
+        return f"predictions (N, A, {5 + c}) [{channels}]"
+
+    def check_input(self, images: Tensor) -> None:
+        """Raise a ValueError naming the problem when ``images`` is not a valid graph input."""
+        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(
+                "Expected images as a float tensor (N, 3, H, W), got "
+                f"{type(images).__name__} {tuple(getattr(images, 'shape', ()))}"
+            )
+        if not images.is_floating_point():
+            raise ValueError(f"Expected floating point images (0-255 values), got {images.dtype}")
+        div = self.size_divisibility
+        h, w = int(images.shape[-2]), int(images.shape[-1])
+        if h % div or w % div:
+            raise ValueError(f"Input height and width must be multiples of {div}, got {h}x{w}")
+
+    def _anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        if torch.jit.is_tracing():
+            # Computed from the traced feature shapes: never reuse (or leave behind) a grid
+            # cached for one input size, which would freeze that size into the graph.
+            self.model._anchor_cache.clear()
+            try:
+                return self.model.anchor_grid(features)
+            finally:
+                self.model._anchor_cache.clear()
+        return self.model.anchor_grid(features)
+
+    def forward(self, images: Tensor) -> Union[Tensor, Tuple[Tensor, ...]]:
+        """
+        Args:
+            images: (N, 3, H, W) float, H and W multiples of :attr:`size_divisibility`.
+
+        Returns:
+            The tensor(s) named by :attr:`output_names` (see the module docstring).
+        """
+        if not torch.jit.is_tracing():
+            self.check_input(images)
+        model = self.model
+        x = images
+        if model._normalize:
+            x = (x - model.pixel_mean) / model.pixel_std
+        features = model.backbone(x)
+        features = [features[f] for f in model.head_in_features]
+        cls_logits, box_regs, obj_logits = model.head(features)
+
+        if self.output == "raw" and self.raw_layout == "levels":
+            return tuple(torch.cat((r, o, c), dim=1) for c, r, o in zip(cls_logits, box_regs, obj_logits))
+        cls_flat, reg_flat, obj_flat = model._flatten_predictions((cls_logits, box_regs, obj_logits))
+        if self.output == "raw":
+            return torch.cat((reg_flat, obj_flat.unsqueeze(-1), cls_flat), dim=-1)
+
+        grid, strides = self._anchor_grid(features)
+        boxes = model.decode_boxes(reg_flat, grid, strides)
+        obj_prob = obj_flat.sigmoid()
+        cls_prob = cls_flat.sigmoid()
+        if self.output == "decoded":
+            if self.box_format == "cxcywh":
+                boxes = torch.cat(
+                    ((boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]), dim=-1
+                )
+            return torch.cat((boxes, obj_prob.unsqueeze(-1), cls_prob), dim=-1)
+
+        class_probs, classes = cls_prob.max(dim=-1)
+        return batched_detections(
+            boxes,
+            obj_prob * class_probs,
+            classes,
+            num_classes=self.num_classes,
+            score_thresh=self.score_thresh,
+            nms_thresh=self.nms_thresh,
+            max_detections=self.max_detections,
+            class_agnostic=self.class_agnostic,
+        )
