@@ -203,6 +203,22 @@ def test_cmyk_jpeg_is_converted(corpus):
     assert diff.mean() < 6, diff.mean()  # JPEG-level error, not inverted / shifted channels
 
 
+def test_unusual_pixel_formats_go_through_mosaic_mixup_and_the_test_mapper(corpus):
+    names = ["gray", "gray16", "rgba", "rgb16", "cmyk", "exif"]
+    dicts = [_record(corpus[n], n, [_box(20, 20, 120, 100)], (160, 200)) for n in names]
+    ds = MosaicMixupDataset(dicts, image_size=(96, 96), enable_mixup=True, mixup_prob=1.0, seed=0)
+    for i in range(len(dicts)):
+        s = ds[i]
+        assert s["image"].shape == (3, 96, 96) and s["image"].dtype == torch.uint8
+        assert torch.isfinite(s["instances"].gt_boxes.tensor).all()
+    ds.set_mosaic_enabled(False)
+    for i in range(len(dicts)):
+        assert ds[i]["image"].shape == (3, 96, 96)
+    for d in dicts:
+        out = YOLOXTestMapper(64)(d)
+        assert out["image"].shape[0] == 3 and (out["height"], out["width"]) == (160, 200)
+
+
 @pytest.mark.parametrize("declared", ["displayed", "stored"])
 def test_exif_rotated_jpeg_boxes_refer_to_the_displayed_image(corpus, declared, caplog):
     """

@@ -38,6 +38,16 @@ from .random_weights import random_yolox
 pytest.importorskip("onnx", reason="export tests need `pip install onnx onnxruntime` (the dev extras)")
 pytest.importorskip("onnxruntime", reason="export tests need `pip install onnx onnxruntime` (the dev extras)")
 
+# Known deprecations of the tools the export deliberately uses with torch 2.14 (TorchScript
+# tracing, the TorchScript-based ONNX exporter); see docs/deployment.md.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.onnx"),
+    pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Exporting aten:UserWarning"),
+]
+
 SCORE_THRESH = 0.3
 NMS_THRESH = 0.65
 MAX_DETECTIONS = 10000  # above what the random models give: detections are compared in full
@@ -651,3 +661,5 @@ def _run_cli_cases(main, repo_root, tmp_path, log):
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
         main(["--config-file", cfg, "--output", str(out), "--static"])
+    with pytest.raises(SystemExit):
+        main(["--config-file", cfg, "--output", str(tmp_path / "a.onnx"), "--opset", "9"])

@@ -134,6 +134,46 @@ def test_ema_export_is_atomic(tmp_path, monkeypatch):
     assert save_ema_weights(ckpt, ema) == str(tmp_path / "model_final_ema.pth")
 
 
+# A process that saves checkpoints of a ~40 MB model in a loop, as fast as it can.
+_WRITER = """
+import sys, torch
+from torch import nn
+from yolox_d2.checkpoint import AtomicDetectionCheckpointer
+model = nn.Sequential(*[nn.Linear(1024, 1024) for _ in range(10)])
+ckpt = AtomicDetectionCheckpointer(model, sys.argv[1])
+for i in range(10**6):
+    with torch.no_grad():
+        model[0].bias.fill_(i)
+    ckpt.save(f"model_{i:07d}", iteration=i)
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.2])
+def test_sigkill_during_checkpoint_writes_leaves_a_complete_latest(tmp_path, delay):
+    """SIGKILL a process in the middle of its checkpoint writes: the tag names a whole file."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(3):  # a few complete saves, then kill at some point of a later one
+            assert proc.stdout.readline(), "the writer died"
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = (tmp_path / "last_checkpoint").read_text()
+    ckpt = AtomicDetectionCheckpointer(_model(), str(tmp_path))
+    assert ckpt.get_checkpoint_file() == str(tmp_path / last)
+    for path in tmp_path.glob("model_*.pth"):  # every file under a checkpoint name is whole
+        data = torch.load(path, map_location="cpu", weights_only=False)
+        assert data["model"]["0.bias"][0].item() == data["iteration"] == int(path.stem.split("_")[1])
+    saved = max(int(p.stem.split("_")[1]) for p in tmp_path.glob("model_*.pth"))
+    assert last in (f"model_{saved:07d}.pth", f"model_{saved - 1:07d}.pth")  # killed before the tag
+
+
 # ----------------------------------------------------------------------------- SIGKILL + resume
 def _metrics(output_dir):
     """metrics.json rows, last row per iteration wins; a line cut by the kill is skipped."""
@@ -149,7 +189,6 @@ def _metrics(output_dir):
     return rows
 
 
-@pytest.mark.slow
 def test_sigkill_mid_training_then_resume(tmp_path):
     max_iter, no_aug, period = 18, 9, 3
     switch_iter = max_iter - no_aug

@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import json
 import math
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -32,21 +33,19 @@ needs_deepforest = pytest.mark.skipif(
     importlib.util.find_spec("deepforest") is None, reason="the tree tiles need deepforest==2.1.0"
 )
 
-IMAGENET_BGR_MEAN = [103.530, 116.280, 123.675]
+IMAGENET_BGR = [103.530, 116.280, 123.675]
 RAW = ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # CSPDarknet / YOLOX: raw 0-255 BGR
-
-# config -> (meta-arch, neck, bottom-up, (p3, p4, p5) channels, pixel mean / std, bottom-up norm)
+Expected = namedtuple("Expected", "meta_arch neck bottom_up channels pixel_stats bottom_up_norm")
 EXPECTED = {
-    "yolox_head_resnet50": (
-        YOLOX, YOLOPAFPN, ResNet, (256, 512, 1024), (IMAGENET_BGR_MEAN, [1.0, 1.0, 1.0]), FrozenBatchNorm2d
+    "yolox_head_resnet50": Expected(
+        YOLOX, YOLOPAFPN, ResNet, (256, 512, 1024), (IMAGENET_BGR, [1.0] * 3), FrozenBatchNorm2d
     ),
-    "yolox_head_regnet": (
-        YOLOX, YOLOPAFPN, RegNet, (128, 256, 512), (IMAGENET_BGR_MEAN, [57.375, 57.120, 58.395]),
-        FrozenBatchNorm2d,
+    "yolox_head_regnet": Expected(
+        YOLOX, YOLOPAFPN, RegNet, (128, 256, 512), (IMAGENET_BGR, [57.375, 57.120, 58.395]), FrozenBatchNorm2d
     ),
-    "retinanet_cspdarknet": (RetinaNet, YOLOPAFPN, CSPDarknet, (256, 256, 256), RAW, nn.BatchNorm2d),
-    "fcos_cspdarknet": (FCOS, YOLOPAFPN, CSPDarknet, (256, 256, 256), RAW, nn.BatchNorm2d),
-    "yolox_cspdarknet_fpn": (YOLOX, FPN, CSPDarknet, (128, 128, 128), RAW, nn.BatchNorm2d),
+    "retinanet_cspdarknet": Expected(RetinaNet, YOLOPAFPN, CSPDarknet, (256,) * 3, RAW, nn.BatchNorm2d),
+    "fcos_cspdarknet": Expected(FCOS, YOLOPAFPN, CSPDarknet, (256,) * 3, RAW, nn.BatchNorm2d),
+    "yolox_cspdarknet_fpn": Expected(YOLOX, FPN, CSPDarknet, (128,) * 3, RAW, nn.BatchNorm2d),
 }
 LOSSES = {
     YOLOX: {"loss_cls", "loss_box_reg", "loss_obj", "loss_l1"},
@@ -79,6 +78,7 @@ def _norm_types(module):
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_config_composes_the_intended_model(repo_root, name):
     meta, neck, bottom_up, channels, (mean, std), norm = EXPECTED[name]
+    assert sorted(p.stem for p in (repo_root / "configs" / "mix").glob("*.py")) == sorted(EXPECTED)
     cfg = _load_cfg(repo_root, name)
     for key in ("dataloader", "optimizer", "lr_multiplier", "train"):
         assert key in cfg, key
@@ -142,7 +142,9 @@ class _RecordOutputs(DatasetEvaluator):
 
 @needs_deepforest
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_one_training_iteration_and_one_evaluation(repo_root, tmp_path, monkeypatch, tiny_trees, train_net, name):
+def test_one_training_iteration_and_one_evaluation(
+    repo_root, tmp_path, monkeypatch, tiny_trees, train_net, name
+):
     train_name, val_name = tiny_trees
     cfg = _load_cfg(repo_root, name)
     cfg = LazyConfig.apply_overrides(
@@ -184,7 +186,7 @@ def test_one_training_iteration_and_one_evaluation(repo_root, tmp_path, monkeypa
     metrics = [json.loads(line) for line in (tmp_path / "metrics.json").read_text().splitlines()]
     train_row = next(m for m in metrics if "total_loss" in m)
     assert math.isfinite(train_row["total_loss"]) and train_row["total_loss"] > 0
-    assert LOSSES[EXPECTED[name][0]] <= set(train_row)
+    assert LOSSES[EXPECTED[name].meta_arch] <= set(train_row)
     assert len(results) == 1 and math.isfinite(results[0]["bbox"]["AP"])  # COCO AP of real detections
 
     assert len(recorder.pairs) == 2
@@ -195,7 +197,8 @@ def test_one_training_iteration_and_one_evaluation(repo_root, tmp_path, monkeypa
         assert isinstance(inst.pred_boxes, Boxes) and len(inst) > 0
         # in the coordinates of the original 400x400 tile, not of the 128x128 network input
         assert inst.image_size == (inputs["height"], inputs["width"]) == (400, 400)
-        assert torch.isfinite(inst.pred_boxes.tensor).all()
+        boxes = inst.pred_boxes.tensor
+        assert torch.isfinite(boxes).all() and (boxes >= 0).all() and (boxes <= 400).all()
         assert (inst.pred_classes == 0).all()
         assert ((inst.scores >= 0) & (inst.scores <= 1)).all()
 

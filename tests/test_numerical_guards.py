@@ -236,7 +236,6 @@ def test_guarded_trainer_refuses_async_metrics():
         GuardedSimpleTrainer(model, _toy_loader(), torch.optim.SGD(model.parameters(), lr=0.1), async_write_metrics=True)
 
 
-@pytest.mark.slow
 def test_train_tool_reports_nan_loss_with_iteration_terms_and_checkpoint(tmp_path, monkeypatch):
     """The training tool's own do_train: a NaN box loss at iteration 3 (checkpoints every 2)."""
     from detectron2.config import LazyConfig

@@ -24,7 +24,7 @@ SMALL_TREES = [
 
 
 def run_train_net(args: List[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     return subprocess.run(
         [sys.executable, str(TRAIN_NET), *args],
         cwd=REPO_ROOT,

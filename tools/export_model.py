@@ -139,6 +139,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--static applies to ONNX only (a traced TorchScript module is always dynamic)")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.opset < 11:
+        parser.error(f"--opset must be >= 11 (dynamic NonMaxSuppression / Resize), got {args.opset}")
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     try:

@@ -147,7 +147,7 @@ def main(args):
     cfg = LazyConfig.apply_overrides(cfg, args.opts)
     default_setup(cfg, args)
     # yolox_d2's own messages (data validation summary, skipped images, phase switches)
-    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="yolox_d2")
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="yolox_d2").setLevel(logging.INFO)
     if args.eval_only:
         return do_eval_only(cfg)
     do_train(args, cfg)

@@ -6,6 +6,7 @@ produces model inputs directly (mosaic needs several dataset dicts per sample).
 """
 
 import logging
+import os
 from typing import Any, Dict, Optional, Set, Tuple
 
 import numpy as np
@@ -105,6 +106,8 @@ def decode_image_bgr(file_name: str) -> DecodedImage:
             truncated data, decompression bomb...), or ValueError for unsupported pixel data.
             :func:`read_image_bgr` turns these into :class:`ImageReadError`.
     """
+    if isinstance(file_name, os.PathLike):
+        file_name = os.fspath(file_name)
     with PathManager.open(file_name, "rb") as f:
         pil = Image.open(f)
         mode = pil.mode

@@ -80,7 +80,6 @@ REASONS: Dict[str, Reason] = {
         Reason("missing_file_name", "no 'file_name'", "image dropped"),
         Reason("missing_file", "image file does not exist", "image dropped"),
         Reason("empty_file", "image file is empty (0 bytes)", "image dropped"),
-        Reason("unreadable_image", "image file cannot be decoded", "sample skipped, another drawn"),
         Reason(
             "invalid_image_size",
             "'height'/'width' are not positive integers",
@@ -133,7 +132,6 @@ REASONS: Dict[str, Reason] = {
 _IMAGE_DROPS = {k for k, r in REASONS.items() if r.action.startswith("image dropped")}
 _BOX_DROPS = {k for k, r in REASONS.items() if r.action in ("box dropped", "dropped when loaded")}
 
-_AXIS_ALIGNED_MODES = (BoxMode.XYXY_ABS, BoxMode.XYWH_ABS, BoxMode.XYXY_REL, BoxMode.XYWH_REL)
 
 
 class DatasetValidationError(ValueError):
@@ -251,13 +249,12 @@ class DataIssueReport:
         )
 
     def log_summary(self) -> None:
-        """Log :meth:`summary` (a warning when something was dropped, else info)."""
-        level = logging.WARNING if (self.dropped_images or self.dropped_boxes) else logging.INFO
-        if self.report_only and any(
-            n and REASONS[k].warn_each for k, n in self.counts.items()
-        ):
-            level = logging.WARNING
-        logger.log(level, "Data validation summary: %s", self.summary())
+        """
+        Log :meth:`summary` once: a warning when a problem was found, info when only expected
+        properties were counted (images without boxes, crowd boxes, converted category ids).
+        """
+        problems = any(n and REASONS[k].warn_each for k, n in self.counts.items())
+        logger.log(logging.WARNING if problems else logging.INFO, "Data validation summary: %s", self.summary())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,6 +302,8 @@ def _positive_int(value: Any) -> Optional[int]:
 
 def _integer(value: Any) -> Optional[int]:
     """``value`` as an int if it is integral (3, 3.0, np.int64), else None (bool / str / NaN)."""
+    if type(value) is int:  # the common case, fast
+        return value
     if isinstance(value, (bool, str, bytes)) or value is None:
         return None
     try:
@@ -320,39 +319,56 @@ def _is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
 
+# bbox_mode (BoxMode member or its int value: BoxMode is an IntEnum) -> (is XYWH, is relative)
+_MODES = {
+    BoxMode.XYXY_ABS: (False, False),
+    BoxMode.XYWH_ABS: (True, False),
+    BoxMode.XYXY_REL: (False, True),
+    BoxMode.XYWH_REL: (True, True),
+}
+
+
+def _mode_name(raw_mode: Any) -> str:
+    try:
+        return BoxMode(int(raw_mode)).name
+    except (ValueError, TypeError):
+        return repr(raw_mode)
+
+
 def _parse_box(
     ann: Mapping[str, Any], size: Optional[Tuple[int, int]]
 ) -> Tuple[Optional[List[float]], Optional[str], str]:
     """``(xyxy_abs, None, "")`` or ``(None, reason, detail)`` for one annotation."""
+    raw_mode = ann.get("bbox_mode")
     try:
-        mode = BoxMode(ann["bbox_mode"])
-    except (KeyError, ValueError, TypeError):
-        return None, "unsupported_bbox_mode", f"bbox_mode={ann.get('bbox_mode')!r}"
-    if mode not in _AXIS_ALIGNED_MODES:
-        return None, "unsupported_bbox_mode", f"bbox_mode={mode.name}"
+        xywh, relative = _MODES[raw_mode]
+    except (KeyError, TypeError):  # missing, rotated (XYWHA_ABS), unknown or unhashable
+        return None, "unsupported_bbox_mode", f"bbox_mode={_mode_name(raw_mode)}"
     raw = ann.get("bbox")
     try:
-        values = [float(v) for v in raw]  # type: ignore[union-attr]
+        x, y, a, b = raw  # type: ignore[misc]
+        x, y, a, b = float(x), float(y), float(a), float(b)
     except (TypeError, ValueError):
         return None, "malformed_bbox", f"bbox={raw!r}"
-    if len(values) != 4:
-        return None, "malformed_bbox", f"bbox={raw!r}"
-    if not all(math.isfinite(v) for v in values):
-        return None, "non_finite_bbox", f"bbox={values} ({mode.name})"
-    x, y, a, b = values
-    if mode in (BoxMode.XYWH_ABS, BoxMode.XYWH_REL):
+    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(a) and math.isfinite(b)):
+        return None, "non_finite_bbox", f"bbox={[x, y, a, b]} ({_mode_name(raw_mode)})"
+    values = (x, y, a, b)
+    if xywh:
         a, b = x + a, y + b
-    if mode in (BoxMode.XYXY_REL, BoxMode.XYWH_REL):
+    if relative:
         if size is None:
-            return None, "relative_bbox_without_size", f"bbox={values} ({mode.name})"
+            return None, "relative_bbox_without_size", f"bbox={list(values)} ({_mode_name(raw_mode)})"
         h, w = size
         x, a, y, b = x * w, a * w, y * h, b * h
-    box = [x, y, a, b]
-    if not all(math.isfinite(v) for v in box):  # overflow of x + w
-        return None, "non_finite_bbox", f"bbox={values} ({mode.name})"
+    if not (math.isfinite(a) and math.isfinite(b)):  # overflow of x + w
+        return None, "non_finite_bbox", f"bbox={list(values)} ({_mode_name(raw_mode)})"
     if not (a > x and b > y):
-        return None, "degenerate_bbox", f"bbox={values} ({mode.name}), width={a - x:g}, height={b - y:g}"
-    return box, None, ""
+        return (
+            None,
+            "degenerate_bbox",
+            f"bbox={list(values)} ({_mode_name(raw_mode)}), width={a - x:g}, height={b - y:g}",
+        )
+    return [x, y, a, b], None, ""
 
 
 def validate_dataset_dicts(

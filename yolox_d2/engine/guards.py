@@ -35,6 +35,7 @@ from detectron2.engine import hooks as d2_hooks
 
 __all__ = [
     "NonFiniteLossError",
+    "losses_are_finite",
     "check_losses_finite",
     "FiniteLossGuardMixin",
     "GuardedSimpleTrainer",
@@ -73,6 +74,16 @@ def _scalar(value: Any) -> float:
     return float(value)
 
 
+def losses_are_finite(loss_dict: Mapping[str, Any]) -> bool:
+    """Whether every loss term is finite (one device synchronisation for tensors)."""
+    if not loss_dict:
+        return True
+    tensors = [v for v in loss_dict.values() if isinstance(v, torch.Tensor)]
+    if len(tensors) == len(loss_dict):
+        return bool(torch.stack([t.detach().float().sum() for t in tensors]).isfinite().all())
+    return all(math.isfinite(_scalar(v)) for v in loss_dict.values())
+
+
 def check_losses_finite(
     loss_dict: Mapping[str, Any],
     iteration: int,
@@ -82,8 +93,6 @@ def check_losses_finite(
     """
     Raise :class:`NonFiniteLossError` if a loss term is NaN or infinite.
 
-    Costs one device synchronisation (all terms are checked in a single reduction).
-
     Args:
         loss_dict: the model's loss terms (scalar tensors or numbers).
         iteration: the current iteration (named in the message).
@@ -91,14 +100,7 @@ def check_losses_finite(
             from; None means none has been written yet.
         batch_description: optional description of the batch (e.g. its image files).
     """
-    if not loss_dict:
-        return
-    tensors = [v for v in loss_dict.values() if isinstance(v, torch.Tensor)]
-    if len(tensors) == len(loss_dict):
-        finite = bool(torch.stack([t.detach().float().sum() for t in tensors]).isfinite().all())
-    else:
-        finite = all(math.isfinite(_scalar(v)) for v in loss_dict.values())
-    if finite:
+    if losses_are_finite(loss_dict):
         return
     values = {k: _scalar(v) for k, v in loss_dict.items()}
     terms = ", ".join(
@@ -202,14 +204,8 @@ class FiniteLossGuardMixin:
         iter: Optional[int] = None,  # noqa: A002  (Detectron2's signature)
     ) -> None:
         iteration = self.iter if iter is None else iter  # type: ignore[attr-defined]
-        try:
-            check_losses_finite(loss_dict, iteration)
-        except NonFiniteLossError:
-            # re-check with the (slow) details only on failure
-            check_losses_finite(
-                loss_dict, iteration, self.last_checkpoint(), self._describe_batch()
-            )
-            raise
+        if not losses_are_finite(loss_dict):  # the details are only gathered on failure
+            check_losses_finite(loss_dict, iteration, self.last_checkpoint(), self._describe_batch())
         super()._write_metrics(loss_dict, data_time, prefix=prefix, iter=iter)  # type: ignore[misc]
 
 

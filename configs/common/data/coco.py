@@ -33,6 +33,7 @@ dataloader.train = L(build_yolox_train_loader)(
     ),
     total_batch_size=64,
     num_workers=4,
+    seed=None,  # None: the sampler's seed is drawn from the (train.seed-seeded) global RNG
 )
 
 dataloader.test = L(build_yolox_test_loader)(
