@@ -1,16 +1,19 @@
 """Training-loop components of the YOLOX recipe for Detectron2 trainers.
 
-Recipe (hooks run in the order they are registered; the order below is required)::
+``tools/lazyconfig_train_net.py`` wires all of this; the recipe, for custom training scripts
+(hooks run in the order they are registered; the order below is required)::
 
     from detectron2.engine import hooks
     from yolox_d2.engine import (EMAHook, ModelEMA, MultiScaleHook, SyncBNStatsHook,
                                  YOLOXModeSwitchHook, ema_eval_function, multiscale_sizes)
     from yolox_d2.solver import YOLOXWarmCosineParamScheduler
 
-    model = create_ddp_model(model, broadcast_buffers=False)    # after model.to(device)
+    model = create_ddp_model(model, broadcast_buffers=False)    # yolox_d2's: CPU (gloo) too
     ema = ModelEMA(model, decay=0.9998, tau=2000)
-    trainer = SimpleTrainer(model, train_loader, optimizer)      # or AMPTrainer
-    checkpointer = DetectionCheckpointer(model, output_dir, trainer=trainer, ema=ema)
+    # SimpleTrainer / AMPTrainer that stop with a named error on a non-finite loss:
+    trainer = create_guarded_trainer(model, train_loader, optimizer, amp=False)
+    checkpointer = AtomicDetectionCheckpointer(model, output_dir, trainer=trainer, ema=ema)
+    trainer.checkpointer = checkpointer                           # named in the error
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=YOLOXWarmCosineParamScheduler.from_epochs(300)),
