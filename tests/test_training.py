@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig
 from yolox_d2.solver import YOLOXWarmCosineParamScheduler
 
@@ -64,7 +65,7 @@ def test_overfits_a_handful_of_images(tmp_path, repo_root):
     args = train_net.default_argument_parser().parse_args(["--config-file", "unused"])
     train_net.do_train(args, cfg)
     model = train_net.instantiate(cfg.model)
-    train_net.DetectionCheckpointer(model).load(str(tmp_path / "out" / "model_final.pth"))
+    DetectionCheckpointer(model).load(str(tmp_path / "out" / "model_final.pth"))
     results = train_net.do_test(cfg, model.eval())
     assert results["bbox"]["AP50"] >= 90.0, results
 
@@ -114,6 +115,16 @@ def test_resume_continues_iteration_lr_ema_and_augmentation_mode(tmp_path):
     final = torch.load(crashed / "model_final.pth", map_location="cpu", weights_only=False)
     assert final["ema"]["updates"] == 12  # continued from 8, not restarted
     assert final["iteration"] == 11
+
+    # --eval-only evaluates the EMA weights stored in the checkpoint
+    proc = run_train_net(
+        ["--config-file", TREES_CFG, "--eval-only", *common, "model.test_score_thresh=0.0",
+         f"train.init_checkpoint={crashed / 'model_final.pth'}", f"train.output_dir={tmp_path / 'eval'}"]
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    assert "Using the EMA weights of" in log and "(updates=12)" in log
+    assert "Evaluation results for bbox" in log
 
 
 def test_two_processes_on_cpu(tmp_path):

@@ -35,13 +35,13 @@ from yolox_d2.engine import (
     MultiScaleHook,
     SyncBNStatsHook,
     YOLOXModeSwitchHook,
-    apply_ema,
     ema_eval_function,
     multiscale_sizes,
 )
 from yolox_d2.checkpoint import AtomicDetectionCheckpointer
 from yolox_d2.engine.ddp import create_ddp_model
 from yolox_d2.engine.guards import create_guarded_trainer
+from yolox_d2.engine.predictor import build_inference_model
 
 logger = logging.getLogger("detectron2")
 
@@ -130,16 +130,9 @@ def do_train(args, cfg):
 
 
 def do_eval_only(cfg):
-    model = instantiate(cfg.model)
-    model.to(cfg.train.device)
-    ema = ModelEMA(model)
-    DetectionCheckpointer(model, ema=ema).load(cfg.train.init_checkpoint)
-    model = create_ddp_model(model)
-    if ema.updates > 0:
-        logger.info("Evaluating the EMA weights stored in %s", cfg.train.init_checkpoint)
-        with apply_ema(model, ema):
-            return do_test(cfg, model)
-    return do_test(cfg, model)
+    # The checkpoint's EMA weights when it has them, as the demo and the export use.
+    model = build_inference_model(cfg, device=cfg.train.device, fuse=False)
+    return do_test(cfg, create_ddp_model(model))
 
 
 def main(args):
