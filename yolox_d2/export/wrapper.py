@@ -376,17 +376,6 @@ class YOLOXExportWrapper(nn.Module):
         if h % div or w % div:
             raise ValueError(f"Input height and width must be multiples of {div}, got {h}x{w}")
 
-    def _anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
-        if torch.jit.is_tracing():
-            # Computed from the traced feature shapes: never reuse (or leave behind) a grid
-            # cached for one input size, which would freeze that size into the graph.
-            self.model._anchor_cache.clear()
-            try:
-                return self.model.anchor_grid(features)
-            finally:
-                self.model._anchor_cache.clear()
-        return self.model.anchor_grid(features)
-
     def forward(self, images: Tensor) -> Union[Tensor, Tuple[Tensor, ...]]:
         """
         Args:
@@ -411,7 +400,7 @@ class YOLOXExportWrapper(nn.Module):
         if self.output == "raw":
             return torch.cat((reg_flat, obj_flat.unsqueeze(-1), cls_flat), dim=-1)
 
-        grid, strides = self._anchor_grid(features)
+        grid, strides = model.anchor_grid(features)  # not cached while tracing
         boxes = model.decode_boxes(reg_flat, grid, strides)
         obj_prob = obj_flat.sigmoid()
         cls_prob = cls_flat.sigmoid()

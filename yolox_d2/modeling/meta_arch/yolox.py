@@ -271,24 +271,30 @@ class YOLOX(DenseDetector):
         """
         Returns the integer grid position (A, 2) as (x, y) of every prediction, in the order
         the predictions are flattened (level, then row-major), and its stride (A,).
+
+        Cached per feature shapes, except while tracing: a traced graph must compute the grid
+        from its input's shape (dynamic sizes) and must not leave a traced tensor in the cache.
         """
-        shapes = tuple(tuple(f.shape[-2:]) for f in features)
+        if torch.jit.is_tracing():
+            return self._compute_anchor_grid(features)
         ref = features[0]
-        key = (shapes, ref.device, ref.dtype)
+        key = (tuple(tuple(f.shape[-2:]) for f in features), ref.device, ref.dtype)
         if key not in self._anchor_cache:
-            grids, strides = [], []
-            for (h, w), s in zip(shapes, self.strides):
-                ys, xs = torch.meshgrid(
-                    torch.arange(h, device=ref.device), torch.arange(w, device=ref.device), indexing="ij"
-                )
-                grids.append(torch.stack((xs, ys), dim=-1).reshape(-1, 2))
-                strides.append(torch.full((h * w,), float(s), device=ref.device))
             self._anchor_cache.clear()
-            self._anchor_cache[key] = (
-                torch.cat(grids).to(ref.dtype),
-                torch.cat(strides).to(ref.dtype),
-            )
+            self._anchor_cache[key] = self._compute_anchor_grid(features)
         return self._anchor_cache[key]
+
+    def _compute_anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        ref = features[0]
+        grids, strides = [], []
+        for f, s in zip(features, self.strides):
+            h, w = f.shape[-2:]
+            ys, xs = torch.meshgrid(
+                torch.arange(h, device=ref.device), torch.arange(w, device=ref.device), indexing="ij"
+            )
+            grids.append(torch.stack((xs, ys), dim=-1).reshape(-1, 2))
+            strides.append(torch.full((h * w,), float(s), device=ref.device))
+        return torch.cat(grids).to(ref.dtype), torch.cat(strides).to(ref.dtype)
 
     @staticmethod
     def decode_boxes(box_reg: Tensor, grid: Tensor, strides: Tensor) -> Tensor:
