@@ -173,6 +173,42 @@ def test_fuse_folds_batchnorm_and_keeps_outputs(repo_root, variant):
             torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-4)
 
 
+def test_channels_last_weights_inputs_and_fuse_keep_the_memory_format():
+    torch.manual_seed(0)
+    nhwc = _tiny_model(channels_last=True)
+    nchw = _tiny_model(channels_last=False)
+    nchw.load_state_dict(nhwc.state_dict())
+    convs = [m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert all(
+        m.weight.is_contiguous() for m in nchw.modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    captured = []
+    nhwc.backbone.register_forward_pre_hook(lambda m, args: captured.append(args[0]))
+    x = torch.rand(2, 3, 64, 96) * 255
+    with torch.no_grad():
+        _, a = nhwc.run_network(x)
+        _, b = nchw.run_network(x)
+        assert captured[0].is_contiguous(memory_format=torch.channels_last)
+        for a_list, b_list in zip(a, b):
+            for p, q in zip(a_list, b_list):
+                torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-5)
+        nhwc.fuse()
+        assert all(
+            m.weight.is_contiguous(memory_format=torch.channels_last)
+            for m in nhwc.modules()
+            if isinstance(m, ConvBNAct)
+        )
+        _, c = nhwc.run_network(x)
+    for a_list, c_list in zip(a, c):
+        for p, q in zip(a_list, c_list):
+            torch.testing.assert_close(q, p, atol=1e-3, rtol=1e-4)
+    # The yacs builder passes the option through.
+    cfg = get_cfg()
+    add_yolox_config(cfg)
+    assert cfg.MODEL.YOLOX.CHANNELS_LAST is True
+
+
 def test_fuse_refuses_training_mode():
     model = _tiny_model().train()
     with pytest.raises(RuntimeError, match="eval"):

@@ -164,19 +164,27 @@ def test_mixup_and_max_labels(big_dicts):
 def test_partners_drawn_from_whole_dataset(big_dicts):
     """Mosaic / MixUp partners are uniform over all images (not a pool of recent ones)."""
     ds = MosaicMixupDataset(big_dicts, image_size=(64, 64), seed=0)
-    loaded, partners = [], []
-    original = ds._load
+    loaded, drawn, partners = [], [], []
+    original_load, original_readable = ds._load, ds._readable
 
     def recording_load(index):
         loaded.append(int(index))
-        return original(index)
+        return original_load(index)
+
+    def recording_readable(index, rng, pool=None):
+        drawn.append(original_readable(index, rng, pool))
+        return drawn[-1]
 
     ds._load = recording_load
+    ds._readable = recording_readable
     for _ in range(150):
-        del loaded[:]
+        del loaded[:], drawn[:]
         ds[0]
-        assert loaded[0] == 0  # the primary image first
-        partners.extend(loaded[1:])
+        assert drawn[0] == 0 and 0 in loaded  # the primary image first, and always read
+        # Partners as drawn: images are read in parallel (any order), an image drawn twice is
+        # read once, one in a slot the affine leaves out of the output is not read at all.
+        assert set(loaded) <= set(drawn)
+        partners.extend(drawn[1:])
     counts = collections.Counter(partners)
     # 3 mosaic partners + (usually) 1 MixUp partner per sample: ~590 draws over 40 images
     assert len(counts) == 40, sorted(counts)

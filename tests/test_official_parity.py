@@ -2,6 +2,11 @@
 Numerical parity with the official YOLOX (PyPI yolox==0.3.0, test-time reference only):
 the official model with random weights, converted by tools/convert_yolox_weights.py, gives
 the same raw head outputs and the same detections on real photos.
+
+The models run in their default memory formats (ours channels-last, the official NCHW), so
+convolutions round differently in the last bit (~1e-7 on scores). The random reference
+models keep thousands of near-equal-score detections, whose NMS order can therefore swap
+among (near-)ties: detections are compared as matched sets, plus the sorted score lists.
 """
 import subprocess
 import sys
@@ -55,8 +60,7 @@ def test_raw_head_outputs_match(pair):
     x = torch.rand(2, 3, size, size - 64) * 255
     captured, official_decoded = _capture_official_raw(official, x)
     with torch.no_grad():
-        features = ours.backbone(x)
-        cls, reg, obj = ours.head([features[f] for f in ours.head_in_features])
+        features, (cls, reg, obj) = ours.run_network(x)
     for name, a_list, b_list in (("cls", captured["cls"], cls), ("reg", captured["reg"], reg), ("obj", captured["obj"], obj)):
         assert len(a_list) == len(b_list) == 3
         for level, (a, b) in enumerate(zip(a_list, b_list)):
@@ -66,7 +70,7 @@ def test_raw_head_outputs_match(pair):
     # Decoded (boxes, obj, cls) outputs in the official layout.
     with torch.no_grad():
         c, r, o = ours._flatten_predictions((cls, reg, obj))
-        grid, strides = ours.anchor_grid([features[f] for f in ours.head_in_features])
+        grid, strides = ours.anchor_grid(features)
         boxes = ours.decode_boxes(r, grid, strides)
     centers = (boxes[..., :2] + boxes[..., 2:]) / 2
     sizes = boxes[..., 2:] - boxes[..., :2]
@@ -74,6 +78,25 @@ def test_raw_head_outputs_match(pair):
     torch.testing.assert_close(sizes, official_decoded[..., 2:4], atol=1e-3, rtol=1e-5)
     torch.testing.assert_close(o.sigmoid(), official_decoded[..., 4], atol=1e-5, rtol=0)
     torch.testing.assert_close(c.sigmoid(), official_decoded[..., 5:], atol=1e-5, rtol=0)
+
+
+def _match_detections(boxes, scores, classes, ref_boxes, ref_scores, ref_classes, chunk=1024):
+    """
+    Index into the reference of the detection matching each of ours: same class, score within
+    1e-6, nearest box (max-abs coordinate difference). Asserts the matching is one-to-one.
+    """
+    match = []
+    for start in range(0, len(boxes), chunk):
+        b = boxes[start : start + chunk]
+        dist = torch.cdist(b.double(), ref_boxes.double(), p=float("inf"))
+        bad = (classes[start : start + chunk, None] != ref_classes[None]) | (
+            (scores[start : start + chunk, None] - ref_scores[None]).abs() > 1e-6
+        )
+        dist[bad] = float("inf")
+        match.append(dist.argmin(dim=1))
+    match = torch.cat(match) if match else torch.zeros(0, dtype=torch.long)
+    assert len(torch.unique(match)) == len(match), "two detections matched the same reference"
+    return match
 
 
 @pytest.mark.parametrize("photo", photo_paths())
@@ -88,22 +111,26 @@ def test_detections_identical_on_real_photos(pair, photo):
     with torch.no_grad():
         images = ours.preprocess_image(inputs)
         assert tuple(images.tensor.shape[-2:]) == (size, size)  # same 114 canvas as the official
-        features = ours.backbone(images.tensor)
-        features = [features[f] for f in ours.head_in_features]
-        raw = ours.forward_inference(images, features, ours.head(features))[0]
+        features, predictions = ours.run_network(images.tensor)
+        raw = ours.forward_inference(images, features, predictions)[0]
         final = ours(inputs)[0]["instances"]
 
-    # Same detections, same order, in network-input coordinates.
+    # Same detections in network-input coordinates, in score order.
     assert len(raw) == len(expected)
-    assert torch.equal(raw.pred_classes, expected[:, 6].long())
-    torch.testing.assert_close(raw.scores, expected[:, 4] * expected[:, 5], atol=1e-6, rtol=0)
-    torch.testing.assert_close(raw.pred_boxes.tensor, expected[:, :4], atol=1e-3, rtol=1e-5)
+    expected_scores = expected[:, 4] * expected[:, 5]
+    torch.testing.assert_close(raw.scores, expected_scores.sort(descending=True).values, atol=1e-6, rtol=0)
+    match = _match_detections(
+        raw.pred_boxes.tensor, raw.scores, raw.pred_classes,
+        expected[:, :4], expected_scores, expected[:, 6].long(),
+    )
+    torch.testing.assert_close(raw.pred_boxes.tensor, expected[match, :4], atol=1e-3, rtol=1e-5)
 
     # And in original-image coordinates: the official divides by the letterbox ratio; Detectron2
     # rescales by (original / resized) size per axis and clips to the image, which differs by
     # under a pixel.
     h, w = image.shape[:2]
     assert final.image_size == (h, w)
+    expected = expected[match]  # in our order
     official_boxes = expected[:, :4] / ratio
     official_boxes[:, 0::2] = official_boxes[:, 0::2].clamp(0, w)
     official_boxes[:, 1::2] = official_boxes[:, 1::2].clamp(0, h)

@@ -16,6 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from yolox_d2.modeling.simota import SimOTAAssignment, SimOTAMatcher
 
@@ -232,6 +233,127 @@ def test_2023_rule_matches_official_post_2023(tmp_path):
         assert_same_as_official(ours, ref, case)
 
 
+def _stress_case(seed: int, mode: str) -> Dict:
+    """Random case whose costs are tie-heavy ("ties"), saturated ("extreme": probabilities of
+    exactly 0 and 1) or equal for every prediction of an image ("flat")."""
+    g = torch.Generator().manual_seed(seed)
+    B = int(torch.randint(1, 4, (1,), generator=g))
+    num_gts = [int(torch.randint(0, 40, (1,), generator=g)) for _ in range(B)]
+    num_gts[0] = max(num_gts[0], 1)
+    case = make_case(seed, num_gts, int(torch.randint(1, 30, (1,), generator=g)))
+    if mode == "ties":
+        case["cls_logits"] = torch.round(case["cls_logits"])
+        case["obj_logits"] = torch.round(case["obj_logits"])
+    elif mode == "extreme":
+        case["cls_logits"] = case["cls_logits"] * 30
+        case["obj_logits"] = case["obj_logits"] * 30
+    elif mode == "flat":
+        case["cls_logits"][:] = case["cls_logits"][:, :1].clone()
+        case["obj_logits"][:] = case["obj_logits"][:, :1].clone()
+    return case
+
+
+STRESS = [(seed, mode) for mode in ("ties", "extreme", "flat") for seed in range(6)]
+
+
+@pytest.mark.parametrize("seed,mode", STRESS)
+def test_legacy_rule_matches_official_on_ties_and_saturation(seed, mode):
+    """Only the pairs whose cost can matter get the exact official cost: near-equal and equal
+    costs, and probabilities of exactly 0 / 1 (BCE log clamp), must not change the result."""
+    case = _stress_case(1000 + seed, mode)
+    if mode == "extreme":
+        p = (torch.sigmoid(case["cls_logits"]) * torch.sigmoid(case["obj_logits"])[..., None]).sqrt()
+        assert (p == 1).any() and (p == 0).any()
+    assert_same_as_official(run_ours(case, rule="legacy"), run_official_legacy(case), case)
+
+
+def test_2023_rule_matches_official_on_ties_and_saturation(tmp_path):
+    cases = [_stress_case(2000 + seed, mode) for seed, mode in STRESS]
+    refs = run_official_2023(cases, tmp_path)
+    for case, ref in zip(cases, refs):
+        assert_same_as_official(run_ours(case, rule="2023"), ref, case)
+
+
+def dense_reference(case: Dict, rule: str, cls_weight=1.0, iou_weight=3.0, candidate_topk=10, center_radius=None):
+    """
+    Brute-force SimOTA, image by image, with the full (G, N, C) BCE cost matrix of the official
+    code and this project's tie rule (lower anchor index first), for any matcher parameters.
+    """
+    radius = center_radius if center_radius is not None else {"legacy": 2.5, "2023": 1.5}[rule]
+    penalty = {"legacy": 1e5, "2023": 1e6}[rule]
+    pred, cls, obj, pts, strides, gt, classes, valid = _inputs(case)
+    B, A, C = cls.shape
+    fg = torch.zeros(B, A, dtype=torch.bool)
+    matched = torch.zeros(B, A, dtype=torch.int64)
+    for b in range(B):
+        n = int(valid[b].sum())
+        if n == 0:
+            continue
+        g = gt[b, :n]
+        x, y = pts[:, 0], pts[:, 1]
+        cx, cy = ((g[:, 0] + g[:, 2]) / 2)[:, None], ((g[:, 1] + g[:, 3]) / 2)[:, None]
+        r = radius * strides
+        in_ctr = (x > cx - r) & (x < cx + r) & (y > cy - r) & (y < cy + r)
+        in_box = (x > g[:, :1]) & (x < g[:, 2:3]) & (y > g[:, 1:2]) & (y < g[:, 3:4])
+        if rule == "legacy":
+            cand, prior = (in_box | in_ctr).any(0), in_box & in_ctr
+        else:
+            cand, prior = in_ctr.any(0), in_ctr
+        anchors = torch.nonzero(cand).squeeze(1)
+        if anchors.numel() == 0:
+            continue
+        p = pred[b, anchors]
+        tl = torch.max(g[:, None, :2], p[None, :, :2])
+        br = torch.min(g[:, None, 2:], p[None, :, 2:])
+        inter = (br - tl).clamp(min=0).prod(-1)
+        area_g = (g[:, 2:] - g[:, :2]).prod(-1)
+        area_p = (p[:, 2:] - p[:, :2]).prod(-1)
+        ious = inter / (area_g[:, None] + area_p[None] - inter)
+        prob = (cls[b, anchors].sigmoid() * obj[b, anchors, None].sigmoid()).sqrt()
+        onehot = F.one_hot(classes[b, :n], C).float()
+        bce = F.binary_cross_entropy(
+            prob[None].expand(n, -1, -1), onehot[:, None].expand(-1, len(anchors), -1), reduction="none"
+        ).sum(-1)
+        if cls_weight != 1.0:
+            bce = bce * cls_weight
+        cost = bce + iou_weight * -torch.log(ious + 1e-8) + penalty * (~prior[:, anchors]).float()
+        topk = min(candidate_topk, len(anchors))
+        ks = ious.topk(topk, dim=1).values.sum(1).int().clamp(min=1).tolist()
+        matching = torch.zeros_like(cost, dtype=torch.bool)
+        for j, k in enumerate(ks):
+            matching[j, torch.sort(cost[j], stable=True).indices[:k]] = True
+        multi = matching.sum(0) > 1
+        best = cost.min(0).indices
+        matching[:, multi] = False
+        matching[best[multi], torch.nonzero(multi).squeeze(1)] = True
+        cols = matching.any(0)
+        fg[b, anchors[cols]] = True
+        matched[b, anchors[cols]] = matching[:, cols].to(torch.uint8).argmax(0)
+    return fg, matched
+
+
+@pytest.mark.parametrize(
+    "rule,kwargs",
+    [
+        ("legacy", dict(cls_weight=2.0, iou_weight=1.0)),
+        ("legacy", dict(cls_weight=0.0, candidate_topk=3)),
+        ("legacy", dict(cls_weight=-1.0, iou_weight=5.5, center_radius=4.0)),
+        ("2023", dict(cls_weight=0.5, candidate_topk=25)),
+        ("2023", dict(iou_weight=0.0, center_radius=0.5)),
+    ],
+)
+@pytest.mark.parametrize("mode", ["random", "ties"])
+def test_matches_dense_reference_for_any_weights(rule, kwargs, mode):
+    """The cost-interval pruning is exact for every cls / iou weight (also 0 and negative)."""
+    for seed in range(3):
+        case = _stress_case(3000 + seed, mode) if mode != "random" else make_case(3000 + seed, [15, 0, 40], 12)
+        res = run_ours(case, rule=rule, **kwargs)
+        fg, matched = dense_reference(case, rule, **kwargs)
+        assert res.fg_mask.any()
+        assert torch.equal(res.fg_mask, fg)
+        assert torch.equal(res.matched_gt[fg], matched[fg])
+
+
 def test_rules_differ():
     case = make_case(7, [6, 4], 10)
     assert not torch.equal(run_ours(case, rule="legacy").fg_mask, run_ours(case, rule="2023").fg_mask)
@@ -408,6 +530,10 @@ def test_shape_errors_name_the_argument():
         SimOTAMatcher()(*bad)
     with pytest.raises(ValueError, match="rule"):
         SimOTAMatcher(rule="2022")
+    with pytest.raises(ValueError, match="cls_weight"):
+        SimOTAMatcher(cls_weight=float("nan"))
+    with pytest.raises(ValueError, match="iou_weight"):
+        SimOTAMatcher(iou_weight=float("inf"))
 
 
 def test_no_grad_and_dtype():

@@ -390,9 +390,7 @@ class YOLOXExportWrapper(nn.Module):
         x = images
         if model._normalize:
             x = (x - model.pixel_mean) / model.pixel_std
-        features = model.backbone(x)
-        features = [features[f] for f in model.head_in_features]
-        cls_logits, box_regs, obj_logits = model.head(features)
+        features, (cls_logits, box_regs, obj_logits) = model.run_network(x)
 
         if self.output == "raw" and self.raw_layout == "levels":
             return tuple(torch.cat((r, o, c), dim=1) for c, r, o in zip(cls_logits, box_regs, obj_logits))

@@ -139,6 +139,8 @@ def fuse_conv_bn(weight: torch.Tensor, bias: Optional[torch.Tensor], norm: nn.Mo
             "FrozenBatchNorm2d have fixed inference statistics"
         )
     fused_weight = weight * scale.reshape(-1, 1, 1, 1)
+    if weight.is_contiguous(memory_format=torch.channels_last):
+        fused_weight = fused_weight.contiguous(memory_format=torch.channels_last)
     fused_bias = shift if bias is None else bias * scale + shift
     return fused_weight, fused_bias
 

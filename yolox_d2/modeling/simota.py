@@ -5,9 +5,22 @@ The assignment reproduces the official YOLOX ``get_assignments`` of the installe
 ``get_geometry_constraint`` + ``simota_matching`` for the post-2023 rule), but processes every
 image of a batch at once: ground truths are padded to ``(B, G)`` with a validity mask and the
 candidate predictions of every image are packed to the front of a ``(B, N)`` buffer, in anchor
-order, exactly like the official per-image ``pred[fg_mask]`` compaction. The cost matrix is
-therefore the official one (same float32 operations in the same order), and the dynamic-k
-selection runs over the same candidate set.
+order, exactly like the official per-image ``pred[fg_mask]`` compaction, so the dynamic-k
+selection runs over the official candidate set.
+
+Cost. The official cost of a (ground truth, candidate) pair is
+``BCE(sqrt(sigmoid(cls) * sigmoid(obj)), onehot(class)).sum(-1) + 3 * -log(IoU + 1e-8)
++ penalty``; the official code materialises the ``(G, N, C)`` BCE tensor, by far the most
+expensive step. Its value depends on a ground truth only through its class, so here every pair
+first gets a cheap estimate from per-candidate tables,
+``sum_c BCE(p_c, 0) + BCE(p_k, 1) - BCE(p_k, 0)`` (``O(N * C + G * N)``), with a rigorous bound on
+how far the official float32 value can be from it (any summation order of ``C`` non-negative
+terms, logarithms within a few ulps). Only the pairs whose cost interval can matter (they may be
+among the ``k`` lowest of their ground truth, or the lowest of a prediction claimed by several
+ground truths) get the exact official value: the same elementwise BCE kernel on the same
+inputs, summed over a contiguous row of ``C`` classes like the official ``.sum(-1)``. Those are
+typically ``k`` plus a few pairs per ground truth, so the assignment is the official one at a
+fraction of the cost. The IoU and geometry terms are the official elementwise float32 values.
 
 Ties: the official code picks the k lowest-cost candidates with ``torch.topk``, whose choice
 among *equal* costs is implementation defined (it differs between CPU and CUDA). Here, among
@@ -30,6 +43,7 @@ __all__ = ["SimOTAAssignment", "SimOTAMatcher"]
 logger = logging.getLogger(__name__)
 
 _MAX_SIDE = 1e18  # see losses.MAX_BOX_SIDE
+_BCE_LOG_CAP = 100.0  # torch's binary_cross_entropy clamps its logarithms at -100
 
 # rule -> (default centre radius, candidates are "in box OR in centre", penalty for pairs that
 # fail the geometry prior)
@@ -79,6 +93,10 @@ class SimOTAMatcher:
     4. a prediction taken by several ground truths goes to the ground truth of lowest cost
        (over all ground truths of the image, as in the official code).
 
+    The costs that decide the assignment are the official float32 values; the classification
+    cost of the other pairs is only bounded (see the module docstring), which gives the same
+    assignment without the official ``(G, N, C)`` tensor.
+
     The object is a plain callable, like :class:`detectron2.modeling.Matcher`. The assignment is
     computed without gradient, in float32.
 
@@ -96,14 +114,13 @@ class SimOTAMatcher:
         iou_weight: weight of the IoU cost (3.0 officially).
         candidate_topk: number of largest IoUs summed to get a ground truth's dynamic k
             (10 officially). It is also the largest possible k.
-        max_chunk_elements: memory bound, in tensor elements. The largest intermediate is the
-            per-(image, gt, candidate, class) BCE tensor of the classification cost, then the
-            per-(image, gt, anchor) geometry and cost tensors. The batch is processed in chunks
-            of images such that ``images * G * A`` stays within the bound, and within a chunk
-            the classification cost is computed in blocks of ground truths such that
-            ``images * gts * candidates * C`` stays within it (a single image with more than
-            ``max_chunk_elements / A`` ground truths is still processed whole for the pairwise
-            tensors). The result does not depend on the chunking.
+        max_chunk_elements: memory bound, in tensor elements. The largest intermediates are
+            the per-(image, gt, anchor) geometry tensors, then the per-(image, gt, candidate)
+            IoU and cost tensors. The batch is processed in chunks of images such that
+            ``images * G * A`` stays within the bound (a single image with more than
+            ``max_chunk_elements / A`` ground truths is still processed whole), and the exact
+            classification costs are computed in blocks of ``max_chunk_elements / C`` pairs.
+            The result does not depend on the chunking.
     """
 
     def __init__(
@@ -123,6 +140,8 @@ class SimOTAMatcher:
             center_radius = default_radius
         if not (center_radius > 0 and math.isfinite(center_radius)):
             raise ValueError(f"center_radius must be a positive finite number, got {center_radius}")
+        if not (math.isfinite(cls_weight) and math.isfinite(iou_weight)):
+            raise ValueError(f"cls_weight and iou_weight must be finite, got {cls_weight}, {iou_weight}")
         if int(candidate_topk) < 1:
             raise ValueError(f"candidate_topk must be >= 1, got {candidate_topk}")
         if int(max_chunk_elements) < 1:
@@ -192,8 +211,6 @@ class SimOTAMatcher:
 
         points = anchor_points.float()
         strides = anchor_strides.float()
-        # Pairwise (image, gt, anchor) tensors of a chunk stay within the bound; the larger
-        # (image, gt, candidate, class) BCE tensor is further split by gt blocks in _class_cost.
         images_per_chunk = max(1, min(B, self.max_chunk_elements // (G * A)))
         if images_per_chunk < B:
             logger.debug(
@@ -272,13 +289,22 @@ class SimOTAMatcher:
         cx = (x1 + x2) * 0.5
         cy = (y1 + y2) * 0.5
         r = self.center_radius * strides  # (A,)
-        # Strict inequalities, as the official ``min(deltas) > 0``.
-        in_ctr = (x - (cx - r) > 0) & (y - (cy - r) > 0) & ((cx + r) - x > 0) & ((cy + r) - y > 0)
+        # Strict inequalities, as the official ``min(deltas) > 0``; for floats ``a - b > 0``
+        # is exactly ``a > b``.
+        in_ctr = torch.gt(x, cx - r)
+        in_ctr &= torch.gt(y, cy - r)
+        in_ctr &= torch.lt(x, cx + r)
+        in_ctr &= torch.lt(y, cy + r)
         valid = gt_valid.unsqueeze(-1)
         if self._union_candidates:
-            in_box = (x - x1 > 0) & (y - y1 > 0) & (x2 - x > 0) & (y2 - y > 0)
-            candidates = ((in_box | in_ctr) & valid).any(dim=1)
+            in_box = torch.gt(x, x1)
+            in_box &= torch.gt(y, y1)
+            in_box &= torch.lt(x, x2)
+            in_box &= torch.lt(y, y2)
             prior_ok = in_box & in_ctr
+            in_box |= in_ctr
+            in_box &= valid
+            candidates = in_box.any(dim=1)
         else:
             candidates = (in_ctr & valid).any(dim=1)
             prior_ok = in_ctr
@@ -308,55 +334,98 @@ class SimOTAMatcher:
         index = torch.where(col_valid, index, torch.full_like(index, A))
         return index, col_valid, N
 
-    def _class_cost(self, cls_prob: Tensor, gt_classes: Tensor, gt_valid: Tensor) -> Tensor:
+    @staticmethod
+    def _pairwise_iou(gt_boxes: Tensor, boxes: Tensor) -> Tensor:
         """
-        ``BCE(cls_prob, onehot(gt_class)).sum(-1)`` for every (gt, candidate) pair, with the
-        float32 operations of the official code (so the same values).
+        (n, G, N) float32 IoU, with the official operations (``intersection / (area_gt +
+        area_pred - intersection)``). Guarded against empty / inverted
+        boxes: sides are clamped to [0, 1e18] px so that products of two sides cannot overflow
+        float32 (no inf / inf).
+        """
+        g = gt_boxes.unsqueeze(2)  # (n, G, 1, 4)
+        p = boxes.unsqueeze(1)  # (n, 1, N, 4)
+        g_neg, p_neg = -g[..., :2], -p[..., :2]
+        # min(x2) - max(x1), as min(x2) + min(-x1): the same values, and torch.minimum of
+        # broadcast operands is several times faster than torch.maximum on the CPU.
+        inter = torch.minimum(g[..., 2], p[..., 2]).add_(torch.minimum(g_neg[..., 0], p_neg[..., 0]))
+        inter.clamp_(0, _MAX_SIDE)
+        ih = torch.minimum(g[..., 3], p[..., 3]).add_(torch.minimum(g_neg[..., 1], p_neg[..., 1]))
+        inter.mul_(ih.clamp_(0, _MAX_SIDE))
+        del ih
+        sides_gt = (gt_boxes[..., 2:] - gt_boxes[..., :2]).clamp_(0, _MAX_SIDE)
+        sides_pd = (boxes[..., 2:] - boxes[..., :2]).clamp_(0, _MAX_SIDE)
+        area_gt = sides_gt[..., 0] * sides_gt[..., 1]  # (n, G)
+        area_pd = sides_pd[..., 0] * sides_pd[..., 1]  # (n, N)
+        union = (area_gt.unsqueeze(2) + area_pd.unsqueeze(1)).sub_(inter)
+        return inter.div_(union.clamp_(min=torch.finfo(union.dtype).tiny))
 
-        The cost depends on a ground truth only through its class, so when the images have
-        fewer distinct classes than ground-truth slots (crowded images) it is computed once
-        per (image, distinct class) and gathered. The (n, rows, N, C) BCE intermediate is
-        built in blocks of rows so that it stays within ``max_chunk_elements``.
+    def _class_cost_bounds(self, cls_prob: Tensor, gt_classes: Tensor) -> Tuple[Tensor, Tensor]:
+        """
+        An estimate of the official float32 classification cost
+        ``BCE(cls_prob, onehot(class)).sum(-1)`` of every (gt, candidate) pair, and a half-width
+        that bounds its distance to the official value, whatever the order in which the official
+        sum is evaluated.
+
+        The cost is ``S + d_k`` with ``S = sum_c BCE(p_c, 0) = sum_c min(-log(1 - p_c), 100)``
+        and ``d_k = BCE(p_k, 1) - BCE(p_k, 0) = clamp(log((1 - p_k) / p_k), -100, 100)``
+        (``k`` the gt class). All ``C`` terms of the official sum are non-negative, so any
+        float32 summation is within ``(C - 1) u`` of the exact sum (``u = 2^-24``, relative).
+        ``S`` is estimated with one logarithm per 4 classes (of the product of four ``1 - p``,
+        which cannot underflow: ``1 - p`` is 0 or >= 2^-24 in float32). With the rounding of
+        the estimate itself, logarithms a few ulps apart (vectorised vs scalar) and an absolute
+        ``u`` per term (``log(1 - p)`` vs ``log1p(-p)``),
+        ``(4 C + 64) * 2^-23 * (|estimate| + 2 S + 1)`` is a safe half-width.
 
         Args:
             cls_prob: (n, N, C) ``sqrt(sigmoid(cls) * sigmoid(obj))``.
             gt_classes: (n, G) class ids in [0, C).
-            gt_valid: (n, G) bool.
 
         Returns:
-            (n, G, N) float32
+            estimate, half_width: (n, G, N) float32.
         """
         n, N, C = cls_prob.shape
         G = gt_classes.shape[1]
-        device = cls_prob.device
-        present = torch.zeros((n, C), dtype=torch.bool, device=device)
-        present[torch.nonzero(gt_valid, as_tuple=True)[0], gt_classes[gt_valid]] = True
-        U = int(present.sum(dim=1).max().item())  # most distinct classes in an image
-        per_class = U < G
-        if per_class:
-            # rows: the distinct classes of every image first (then filler classes).
-            rows = torch.sort(present.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :U]
-        else:
-            rows = gt_classes
-        R = rows.shape[1]
-        block = max(1, self.max_chunk_elements // max(1, n * N * C))
-        out = cls_prob.new_empty((n, R, N))
-        for r0 in range(0, R, block):
-            r1 = min(R, r0 + block)
-            onehot = F.one_hot(rows[:, r0:r1], C).to(cls_prob.dtype)  # (n, r, C)
-            shape = (n, r1 - r0, N, C)
-            bce = F.binary_cross_entropy(
-                cls_prob.unsqueeze(1).expand(shape),
-                onehot.unsqueeze(2).expand(shape),
-                reduction="none",
-            )
-            out[:, r0:r1] = bce.sum(dim=-1)
-            del bce
-        if not per_class:
-            return out
-        slot = torch.zeros((n, C), dtype=torch.int64, device=device)
-        slot.scatter_(1, rows, torch.arange(U, device=device).expand(n, U))
-        return out.gather(1, slot.gather(1, gt_classes).unsqueeze(2).expand(n, G, N))
+        q = 1.0 - cls_prob
+        # d_k for every class, gathered per gt
+        d = q.div(cls_prob).log_().clamp_(-_BCE_LOG_CAP, _BCE_LOG_CAP)
+        est = d.transpose(1, 2).gather(1, gt_classes.unsqueeze(2).expand(n, G, N))
+        del d
+        # S: the terms with p == 1 are exactly 100 (torch clamps log(0) at -100)
+        s = q.new_zeros((n, N))
+        if bool(q.amin() == 0):
+            zero = q == 0
+            s.add_(zero.to(q.dtype).sum(dim=2), alpha=_BCE_LOG_CAP)
+            q.masked_fill_(zero, 1.0)
+            del zero
+        pad = (-C) % 4
+        if pad:
+            q = F.pad(q, (0, pad), value=1.0)
+        q = q.view(n, N, -1, 4)
+        prod = (q[..., 0] * q[..., 1]).mul_(q[..., 2]).mul_(q[..., 3])  # (n, N, ceil(C / 4))
+        del q
+        s.sub_(prod.log_().sum(dim=2))  # (n, N)
+        del prod
+        est.add_(s.unsqueeze(1))
+        kappa = (4 * C + 64) * 2.0**-23
+        half = torch.add(s.mul_(2.0 * kappa).add_(kappa).unsqueeze(1), est.abs(), alpha=kappa)
+        return est, half
+
+    def _exact_class_cost(self, cls_prob: Tensor, b: Tensor, n: Tensor, classes: Tensor) -> Tensor:
+        """
+        The official classification cost of the pairs ``(image b[i], candidate n[i])`` with
+        ground-truth class ``classes[i]``: the same elementwise BCE on the same float32 inputs,
+        summed over a contiguous row of ``C`` classes like the official ``.sum(-1)``.
+        Computed in blocks of ``max_chunk_elements / C`` pairs.
+        """
+        C = cls_prob.shape[2]
+        out = cls_prob.new_empty(b.shape)
+        block = max(1, self.max_chunk_elements // C)
+        for s in range(0, b.numel(), block):
+            e = min(b.numel(), s + block)
+            rows = cls_prob[b[s:e], n[s:e]]  # (p, C)
+            target = F.one_hot(classes[s:e], C).to(rows.dtype)
+            out[s:e] = F.binary_cross_entropy(rows, target, reduction="none").sum(dim=-1)
+        return out
 
     def _assign_chunk(
         self,
@@ -375,6 +444,7 @@ class SimOTAMatcher:
         """Assigns one chunk of images, writing into the (n, A) output views."""
         n, A, C = cls_logits.shape
         G = gt_boxes.shape[1]
+        device = cls_logits.device
         candidates, prior_ok = self._geometry(points, strides, gt_boxes, gt_valid)
         index, col_valid, N = self._pack_candidates(candidates)
         if N == 0:
@@ -382,73 +452,110 @@ class SimOTAMatcher:
         gather_index = index.clamp(max=A - 1)
 
         # ---- gather the candidates (n, N, ...)
-        boxes = pred_boxes.gather(1, gather_index.unsqueeze(-1).expand(n, N, 4))
-        cls_c = cls_logits.gather(1, gather_index.unsqueeze(-1).expand(n, N, C))
-        obj_c = obj_logits.gather(1, gather_index)
+        flat_index = (gather_index + torch.arange(n, device=device).unsqueeze(1) * A).view(-1)
+        boxes = pred_boxes.reshape(n * A, 4).index_select(0, flat_index).view(n, N, 4)
+        cls_c = cls_logits.reshape(n * A, C).index_select(0, flat_index).view(n, N, C)
+        obj_c = obj_logits.reshape(n * A).index_select(0, flat_index).view(n, N)
         prior_ok = prior_ok.gather(2, gather_index.unsqueeze(1).expand(n, G, N))
-        pair_valid = gt_valid.unsqueeze(2) & col_valid.unsqueeze(1)  # (n, G, N)
+        bad_gt = ~gt_valid.unsqueeze(2)  # (n, G, 1)
+        bad_col = ~col_valid.unsqueeze(1)  # (n, 1, N)
+        ious = self._pairwise_iou(gt_boxes, boxes).masked_fill_(bad_gt, 0.0).masked_fill_(bad_col, 0.0)
 
-        # ---- IoU (n, G, N), float32; guarded against empty / inverted boxes
-        gtb = gt_boxes.unsqueeze(2)  # (n, G, 1, 4)
-        pdb = boxes.unsqueeze(1)  # (n, 1, N, 4)
-        tl = torch.max(gtb[..., :2], pdb[..., :2])
-        br = torch.min(gtb[..., 2:], pdb[..., 2:])
-        # sides capped at 1e18 px: products of two sides cannot overflow float32 (no inf/inf)
-        inter = (br - tl).clamp(0, _MAX_SIDE).prod(dim=-1)
-        area_gt = (gt_boxes[..., 2:] - gt_boxes[..., :2]).clamp(0, _MAX_SIDE).prod(dim=-1)  # (n, G)
-        area_pd = (boxes[..., 2:] - boxes[..., :2]).clamp(0, _MAX_SIDE).prod(dim=-1)  # (n, N)
-        union = area_gt.unsqueeze(2) + area_pd.unsqueeze(1) - inter
-        ious = inter / union.clamp(min=torch.finfo(union.dtype).tiny)
-        ious = torch.where(pair_valid, ious, torch.zeros_like(ious))
-        del tl, br, inter, union
-
-        # ---- cost (n, G, N); invalid pairs get +inf
-        cls_prob = (cls_c.sigmoid() * obj_c.unsqueeze(-1).sigmoid()).sqrt()
+        # ---- the elementwise official cost terms: iou_weight * -log(IoU + 1e-8), the penalty
+        # (+inf for invalid pairs; only valid pairs are ever looked up)
+        iou_cost = torch.log(ious + 1e-8).mul_(-self.iou_weight)
+        penalty = torch.where(prior_ok, 0.0, self._penalty)
+        penalty.masked_fill_(bad_gt, float("inf")).masked_fill_(bad_col, float("inf"))
+        del prior_ok
+        cls_prob = cls_c.sigmoid_().mul_(obj_c.sigmoid().unsqueeze(-1)).sqrt_()  # (n, N, C)
         safe_classes = torch.where(gt_valid, gt_classes, torch.zeros_like(gt_classes)).clamp(0, C - 1)
-        cost = self._class_cost(cls_prob, safe_classes, gt_valid)
-        if self.cls_weight != 1.0:
-            cost = cost * self.cls_weight
-        cost = cost + self.iou_weight * -torch.log(ious + 1e-8)
-        cost = cost + self._penalty * (~prior_ok).to(cost.dtype)
-        cost = torch.where(pair_valid, cost, torch.full_like(cost, float("inf")))
-        del cls_prob, cls_c, prior_ok
+
+        def total(cls_cost: Tensor, iou_c: Tensor, pen: Tensor) -> Tensor:
+            # cls_weight * cls + iou term + penalty: the official operations, in order
+            if self.cls_weight != 1.0:
+                cls_cost = cls_cost * self.cls_weight
+            return (cls_cost + iou_c).add_(pen)
+
+        # ---- cost bounds of every pair (invalid pairs: +inf through the penalty)
+        est, half = self._class_cost_bounds(cls_prob, safe_classes)
+        cls_lo, cls_hi = est - half, est.add_(half)
+        del half, est
+        if self.cls_weight < 0:
+            cls_lo, cls_hi = cls_hi, cls_lo
+        cost_lo = total(cls_lo, iou_cost, penalty)
+        del cls_lo
+        cost_hi = total(cls_hi, iou_cost, penalty)
+        del cls_hi
 
         # ---- dynamic k per gt (n, G): int(sum of the top-k IoUs over the image's candidates)
         topk_n = min(self.candidate_topk, N)
-        topk_ious = ious.topk(topk_n, dim=2).values
-        dynamic_k = topk_ious.sum(dim=2).int().clamp(min=1).long()
+        dynamic_k = ious.topk(topk_n, dim=2).values.sum(dim=2).int().clamp(min=1).long()
         num_candidates = col_valid.sum(dim=1, keepdim=True)  # (n, 1)
         # The official k never exceeds the candidate count nor candidate_topk (IoU <= 1); the
         # clamps only guard against IoUs a rounding error above 1.
         dynamic_k = torch.minimum(dynamic_k, num_candidates).clamp(max=topk_n)
         dynamic_k = torch.where(gt_valid, dynamic_k, torch.zeros_like(dynamic_k))
 
-        # ---- k lowest costs per gt, ties -> lower anchor index
-        kmax = topk_n
-        smallest = cost.topk(kmax, dim=2, largest=False, sorted=True).values  # (n, G, kmax)
-        kth = smallest.gather(2, (dynamic_k - 1).clamp(0, kmax - 1).unsqueeze(2))  # (n, G, 1)
-        below = cost < kth
-        at = cost == kth
-        room = dynamic_k.unsqueeze(2) - below.sum(dim=2, keepdim=True)
-        matching = below | (at & (at.cumsum(dim=2) <= room))
-        matching &= (dynamic_k > 0).unsqueeze(2) & pair_valid
-        del below, at, smallest
+        # ---- pairs whose exact cost can matter
+        # (a) the k lowest of a gt: the k-th lowest upper bound is >= the exact k-th lowest
+        #     cost, so only pairs with a lower bound at or below it can be taken (ties included);
+        kth_hi = cost_hi.topk(topk_n, dim=2, largest=False, sorted=True).values.gather(
+            2, (dynamic_k - 1).clamp(min=0).unsqueeze(2)
+        )
+        kth_hi.masked_fill_((dynamic_k == 0).unsqueeze(2), float("-inf"))  # padding gts
+        need = cost_lo <= kth_hi  # invalid pairs have cost_lo = +inf
+        pair = torch.nonzero(need.view(-1)).squeeze(1)  # flat (image, gt, column), ascending
+        del need
+        # (b) a prediction that may be taken by several gts goes to the gt of lowest cost over
+        #     all gts of the image: its pairs with a lower bound at or below the column's lowest
+        #     upper bound.
+        col = pair // (G * N) * N + pair % N  # flat (image, column)
+        contested = torch.nonzero(torch.bincount(col, minlength=n * N) >= 2).squeeze(1)
+        if False:
+            mb, mn = contested // N, contested % N
+            col_hi = cost_hi[mb, :, mn].min(dim=1, keepdim=True).values  # (M, 1)
+            mi, mg = torch.nonzero(cost_lo[mb, :, mn] <= col_hi, as_tuple=True)
+            pair = torch.unique(torch.cat((pair, (mb[mi] * G + mg) * N + mn[mi])))
+        del cost_lo, cost_hi
+        pb, pg, pn = pair // (G * N), pair // N % G, pair % N  # by (image, gt), then column
+
+        # ---- the official cost of those pairs
+        cost = total(
+            self._exact_class_cost(cls_prob, pb, pn, safe_classes[pb, pg]),
+            iou_cost[pb, pg, pn],
+            penalty[pb, pg, pn],
+        )
+        del cls_prob, iou_cost, penalty
+
+        # ---- k lowest costs per gt, ties -> lower anchor index: order the pairs by
+        # (image, gt, cost, column) with two stable sorts, keep the first k of every gt
+        row = pb * G + pg
+        order = torch.sort(cost, stable=True).indices
+        order = order[torch.sort(row[order], stable=True).indices]
+        row_sorted = row[order]
+        rank = torch.arange(row.numel(), device=device) - torch.searchsorted(row_sorted, row_sorted)
+        taken = order[rank < dynamic_k.view(-1)[row_sorted]]
 
         # ---- one gt per prediction: lowest cost among all gts of the image
-        num_matches = matching.sum(dim=1)  # (n, N)
-        fg = num_matches > 0
-        cost_argmin = cost.min(dim=1).indices  # (n, N)
-        only_match = matching.to(torch.uint8).argmax(dim=1)
-        assigned = torch.where(num_matches > 1, cost_argmin, only_match)
-        iou_assigned = ious.gather(1, assigned.unsqueeze(1)).squeeze(1)
+        col = pb * N + pn  # (image, column) of every pair
+        col_taken = col[taken]
+        num_matches = torch.bincount(col_taken, minlength=n * N)
+        assigned = torch.zeros(n * N, dtype=torch.int64, device=device)
+        assigned[col_taken] = pg[taken]
+        contested = num_matches[col] > 1  # pairs in columns taken more than once
+        if bool(contested.any()):
+            c_col, c_cost, c_gt = col[contested], cost[contested], pg[contested]
+            best = torch.full((n * N,), float("inf"), device=device)
+            best = best.scatter_reduce(0, c_col, c_cost, "amin")
+            at_best = c_cost == best[c_col]  # ties -> lowest gt index, like torch.min
+            first = torch.full((n * N,), G, dtype=torch.int64, device=device)
+            first = first.scatter_reduce(0, c_col[at_best], c_gt[at_best], "amin")
+            assigned = torch.where(num_matches > 1, first, assigned)
 
-        # ---- scatter back to (n, A); padding columns go to a dump column A
-        fg_full = torch.zeros((n, A + 1), dtype=torch.bool, device=fg.device)
-        fg_full.scatter_(1, index, fg)
-        gt_full = torch.zeros((n, A + 1), dtype=torch.int64, device=fg.device)
-        gt_full.scatter_(1, index, torch.where(fg, assigned, torch.zeros_like(assigned)))
-        iou_full = torch.zeros((n, A + 1), dtype=torch.float32, device=fg.device)
-        iou_full.scatter_(1, index, torch.where(fg, iou_assigned, torch.zeros_like(iou_assigned)))
-        out_fg.copy_(fg_full[:, :A])
-        out_gt.copy_(gt_full[:, :A])
-        out_iou.copy_(iou_full[:, :A])
+        # ---- write back to (n, A)
+        fb, fn = torch.nonzero((num_matches > 0).view(n, N), as_tuple=True)
+        fgt = assigned.view(n, N)[fb, fn]
+        anchors = index[fb, fn]
+        out_fg[fb, anchors] = True
+        out_gt[fb, anchors] = fgt
+        out_iou[fb, anchors] = ious[fb, fgt, fn]

@@ -40,4 +40,5 @@ model = L(YOLOX)(
     test_score_thresh=0.01,
     test_nms_thresh=0.65,
     max_detections_per_image=100,
+    channels_last=True,  # NHWC weights and inputs: faster convolutions, same arithmetic
 )

@@ -61,6 +61,7 @@ class YOLOX(DenseDetector):
         use_l1_loss: bool = False,
         iou_loss_type: str = "iou",
         box_loss_weight: float = 5.0,
+        channels_last: bool = True,
     ):
         """
         Args:
@@ -87,6 +88,10 @@ class YOLOX(DenseDetector):
                 no-augmentation epochs by :class:`yolox_d2.engine.YOLOXModeSwitchHook`).
             iou_loss_type: ``"iou"`` (1 - IoU^2) or ``"giou"``.
             box_loss_weight: weight of the IoU loss.
+            channels_last: keep the backbone/head weights and the network input in the
+                channels-last (NHWC) memory format. Same arithmetic, faster convolutions on
+                oneDNN (CPU) and cuDNN; on a 2-core CPU it cuts YOLOX-S inference by about a
+                third and a training step by about a quarter (``bench/bench_forward.py``).
         """
         super().__init__(
             backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
@@ -119,6 +124,10 @@ class YOLOX(DenseDetector):
             all(m == 0 for m in pixel_mean) and all(s == 1 for s in pixel_std)
         )
         self.train_size: Optional[Tuple[int, int]] = None
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+            self.head.to(memory_format=torch.channels_last)
         self._anchor_cache: Dict[Tuple, Tuple[Tensor, Tensor]] = {}
 
     @classmethod
@@ -151,6 +160,7 @@ class YOLOX(DenseDetector):
             "test_nms_thresh": c.NMS_THRESH_TEST,
             "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
             "iou_loss_type": c.IOU_LOSS_TYPE,
+            "channels_last": c.CHANNELS_LAST,
         }
 
     # ------------------------------------------------------------------ public helpers
@@ -179,9 +189,7 @@ class YOLOX(DenseDetector):
             self._check_gt_classes(batched_inputs, gt_instances)
             images, gt_instances = self._apply_train_size(images, gt_instances)
 
-        features = self.backbone(images.tensor)
-        features = [features[f] for f in self.head_in_features]
-        predictions = self.head(features)
+        features, predictions = self.run_network(images.tensor)
 
         if self.training:
             return self.forward_training(images, features, predictions, gt_instances)
@@ -195,6 +203,20 @@ class YOLOX(DenseDetector):
             width = input_per_image.get("width", image_size[1])
             processed_results.append({"instances": detector_postprocess(results_per_image, height, width)})
         return processed_results
+
+    def run_network(self, x: Tensor) -> Tuple[List[Tensor], Tuple[List[Tensor], ...]]:
+        """
+        Backbone + head on a preprocessed (normalised, padded) ``(N, 3, H, W)`` batch.
+
+        Returns:
+            The head's input features (fine to coarse) and its outputs: per-level lists of
+            class logits, box regression and objectness logits (see :class:`YOLOXHead`).
+        """
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(x)
+        features = [features[f] for f in self.head_in_features]
+        return features, self.head(features)
 
     def _check_gt_classes(self, batched_inputs: List[Dict], gt_instances: List[Instances]) -> None:
         """Raise a clear error (file, image_id) for class ids outside ``[0, num_classes)``."""

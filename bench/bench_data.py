@@ -1,0 +1,299 @@
+#!/usr/bin/env python
+"""
+Training data pipeline throughput (images / s): yolox_d2's :class:`MosaicMixupDataset` behind
+:func:`build_yolox_train_loader` vs the official ``yolox==0.3.0`` ``MosaicDetection`` +
+``TrainTransform`` behind a ``torch.utils.data.DataLoader``, with 0, 1 and 2 workers:
+
+    python bench/bench_data.py                        # deepforest tree tiles, batch 8, 2 threads
+    python bench/bench_data.py --workers 0 --batches 6 --runs 7 --source skimage
+
+Recipe (both sides): the full YOLOX L/M/X recipe that ``exps/default/yolox_s.py`` (0.3.0) also
+uses: 640x640 output, mosaic_prob 1.0, mixup_prob 1.0 (MixUp on), hsv_prob 1.0, flip_prob 0.5,
+degrees 10, translate 0.1, mosaic_scale (0.1, 2), mixup_scale (0.5, 1.5), shear 2, at most 120
+labels (the official ``TrainTransform(max_labels=120)`` of ``MosaicDetection``).
+
+Inputs: the same list of ``(file, XYXY boxes, classes)`` for both sides: the 66 tiles of the
+registered ``deepforest_trees_train`` (400x400 PNG aerial photos, ~1100 tree boxes) or, with
+``--source skimage``, scikit-image's sample photos with fixed boxes. Every image is read and
+decoded from disk each time it is used, on both sides (no cache): the official dataset object
+reads with ``cv2.imread`` and pre-resizes like its ``COCODataset.pull_item`` (uncached), ours
+with its own reader (PIL, EXIF applied).
+
+What each side returns is its real training output: official a float32 ``(B, 3, 640, 640)``
+tensor collated by PyTorch's default collate + padded labels; ours a list of Detectron2 dicts
+(uint8 image tensor + ``Instances``).
+
+Timing: each timed call starts a fresh iterator (workers forked), consumes ``max(1, workers)``
+batches untimed (worker start-up and the first, prefetched batches), then times ``--batches``
+batches: steady-state throughput with no prefetched work carried over between sides. Calls
+alternate ours / official in ABBA rounds (:func:`benchlib.alternate`). Threads: torch and
+OpenCV are set to ``--threads`` in the main process for both sides (yolox_d2's and the
+official's library code never change the OpenCV thread count; only the official *training
+script* sets ``cv2.setNumThreads(0)``, which is not run here). Forked workers inherit the
+OpenCV setting; PyTorch sets its own intra-op threads to 1 in every worker, for both sides.
+"""
+
+import argparse
+import logging
+import os
+import random
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from benchlib import Report, Stats, add_common_args, alternate, command_line, finish, photo_paths, set_threads
+
+IMAGE_SIZE = (640, 640)
+RECIPE = dict(
+    mosaic_prob=1.0,
+    mixup_prob=1.0,
+    enable_mixup=True,
+    mosaic_scale=(0.1, 2.0),
+    mixup_scale=(0.5, 1.5),
+    degrees=10.0,
+    translate=0.1,
+    shear=2.0,
+)
+HSV_PROB, FLIP_PROB, MAX_LABELS = 1.0, 0.5, 120
+
+Item = Tuple[str, np.ndarray, np.ndarray, int, int]  # file, boxes XYXY, classes, height, width
+
+
+# ---------------------------------------------------------------------- inputs
+def deepforest_items() -> List[Item]:
+    """The tiles of ``deepforest_trees_train`` with their boxes (validated by yolox_d2)."""
+    import yolox_d2.data  # noqa: F401  (registers the dataset)
+    from detectron2.data import DatasetCatalog
+    from detectron2.structures import BoxMode
+
+    items = []
+    for d in DatasetCatalog.get("deepforest_trees_train"):
+        boxes = [
+            BoxMode.convert(list(a["bbox"]), BoxMode(a["bbox_mode"]), BoxMode.XYXY_ABS)
+            for a in d["annotations"]
+            if not a.get("iscrowd", 0)
+        ]
+        classes = [int(a["category_id"]) for a in d["annotations"] if not a.get("iscrowd", 0)]
+        items.append(
+            (
+                d["file_name"],
+                np.asarray(boxes, np.float64).reshape(-1, 4),
+                np.asarray(classes, np.int64),
+                int(d["height"]),
+                int(d["width"]),
+            )
+        )
+    return items
+
+
+def skimage_items() -> List[Item]:
+    """scikit-image sample photos, each with 3 fixed boxes (relative positions)."""
+    rel = np.array([[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.8], [0.3, 0.55, 0.6, 0.95]])
+    items = []
+    for k, path in enumerate(photo_paths()):
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        boxes = np.round(rel * [w, h, w, h])
+        items.append((path, boxes, np.array([k % 3, (k + 1) % 3, (k + 2) % 3], np.int64), h, w))
+    return items
+
+
+# ---------------------------------------------------------------------- official side
+def build_official(items: Sequence[Item]):
+    """``MosaicDetection`` + ``TrainTransform`` over a minimal official-style dataset."""
+    from yolox.data import MosaicDetection, TrainTransform
+    from yolox.data.datasets.datasets_wrapper import Dataset as YoloxDataset
+
+    class ListDataset(YoloxDataset):
+        """Like the official ``COCODataset`` without image cache: ``pull_item`` reads the file
+        (``cv2.imread``) and resizes it to fit ``img_size``; annotations are pre-scaled."""
+
+        def __init__(self, items: Sequence[Item], img_size: Tuple[int, int]):
+            super().__init__(img_size)
+            self.img_size = img_size
+            self.annotations = []
+            for file_name, boxes, classes, h, w in items:
+                r = min(img_size[0] / h, img_size[1] / w)
+                res = np.zeros((len(boxes), 5))
+                res[:, :4] = boxes * r
+                res[:, 4] = classes
+                self.annotations.append((res, (h, w), (int(h * r), int(w * r)), file_name))
+
+        def __len__(self) -> int:
+            return len(self.annotations)
+
+        def load_anno(self, index: int) -> np.ndarray:
+            return self.annotations[index][0]
+
+        def load_resized_img(self, index: int) -> np.ndarray:
+            file_name = self.annotations[index][3]
+            img = cv2.imread(file_name)
+            assert img is not None, f"file named {file_name} not found"
+            r = min(self.img_size[0] / img.shape[0], self.img_size[1] / img.shape[1])
+            return cv2.resize(
+                img, (int(img.shape[1] * r), int(img.shape[0] * r)), interpolation=cv2.INTER_LINEAR
+            ).astype(np.uint8)
+
+        def pull_item(self, index: int):
+            res, img_info, _, _ = self.annotations[index]
+            return self.load_resized_img(index), res.copy(), img_info, np.array([index])
+
+    return MosaicDetection(
+        ListDataset(items, IMAGE_SIZE),
+        img_size=IMAGE_SIZE,
+        mosaic=True,
+        preproc=TrainTransform(max_labels=MAX_LABELS, flip_prob=FLIP_PROB, hsv_prob=HSV_PROB),
+        **RECIPE,
+    )
+
+
+def official_loader(dataset, batch_size: int, workers: int, seed: int):
+    from detectron2.data.samplers import TrainingSampler
+    from yolox.data.dataloading import worker_init_reset_seed
+
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=TrainingSampler(len(dataset), shuffle=True, seed=seed),
+        num_workers=workers,
+        worker_init_fn=worker_init_reset_seed,
+        drop_last=True,
+    )
+
+
+# ---------------------------------------------------------------------- our side
+def build_ours(items: Sequence[Item]):
+    from detectron2.structures import BoxMode
+
+    from yolox_d2.data import MosaicMixupDataset
+
+    dicts = [
+        {
+            "file_name": f,
+            "height": h,
+            "width": w,
+            "image_id": i,
+            "annotations": [
+                {"bbox": b.tolist(), "bbox_mode": BoxMode.XYXY_ABS, "category_id": int(c)}
+                for b, c in zip(boxes, classes)
+            ],
+        }
+        for i, (f, boxes, classes, h, w) in enumerate(items)
+    ]
+    return MosaicMixupDataset(
+        dicts,
+        image_size=IMAGE_SIZE,
+        hsv_prob=HSV_PROB,
+        flip_prob=FLIP_PROB,
+        max_labels=MAX_LABELS,
+        seed=0,
+        **RECIPE,
+    )
+
+
+def ours_loader(dataset, batch_size: int, workers: int, seed: int):
+    from yolox_d2.data import build_yolox_train_loader
+
+    return build_yolox_train_loader(dataset, total_batch_size=batch_size, num_workers=workers, seed=seed)
+
+
+# ---------------------------------------------------------------------- timing
+def throughput_runner(make_loader: Callable[[int], object], workers: int, batches: int, batch_size: int, out: List[float]):
+    """A callable for :func:`alternate`: one fresh iterator, untimed start, ``batches`` timed."""
+    calls = [0]
+
+    def run() -> None:
+        calls[0] += 1
+        it = iter(make_loader(calls[0]))
+        for _ in range(max(1, workers)):
+            next(it)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        out.append(batches * batch_size / (time.perf_counter() - start))
+        del it  # shuts the workers down before the other side runs
+
+    return run
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, runs=5, warmup=1)
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batches", type=int, default=4, help="timed batches per run")
+    p.add_argument("--source", choices=["deepforest", "skimage"], default="deepforest")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    set_threads(args.threads)
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+    items = deepforest_items() if args.source == "deepforest" else skimage_items()
+    n_boxes = sum(len(it[1]) for it in items)
+    official_ds = build_official(items)
+    ours_ds = build_ours(items)
+
+    rows, figures = [], {}
+    for workers in args.workers:
+        times: Dict[str, List[float]] = {"yolox_d2": [], "official": []}
+        runners = {
+            "yolox_d2": throughput_runner(
+                lambda k: ours_loader(ours_ds, args.batch_size, workers, seed=k),
+                workers,
+                args.batches,
+                args.batch_size,
+                times["yolox_d2"],
+            ),
+            "official": throughput_runner(
+                lambda k: official_loader(official_ds, args.batch_size, workers, seed=k),
+                workers,
+                args.batches,
+                args.batch_size,
+                times["official"],
+            ),
+        }
+        alternate(runners, runs=args.runs, warmup=args.warmup)
+        # the warm-up calls appended too: keep the timed ones only
+        so = Stats.of(times["official"][args.warmup :], scale=1.0)
+        sr = Stats.of(times["yolox_d2"][args.warmup :], scale=1.0)
+        speedup = sr.median / so.median
+        rows.append([str(workers), so.fmt("img/s"), sr.fmt("img/s"), f"{speedup:.2f}x"])
+        figures[f"speedup_workers{workers}"] = round(speedup, 3)
+        figures[f"ours_img_per_s_workers{workers}"] = round(sr.median, 2)
+        figures[f"official_img_per_s_workers{workers}"] = round(so.median, 2)
+
+    report = Report(
+        title="Training data pipeline (mosaic + mixup + affine + HSV + flip, 640x640)",
+        command=command_line(),
+        columns=["workers", "official img/s", "yolox_d2 img/s", "ours / official"],
+        rows=rows,
+        notes=[
+            f"{len(items)} images ({args.source}, {n_boxes} boxes), read and decoded from disk for "
+            "every use on both sides; batch size "
+            f"{args.batch_size}, {args.batches} timed batches per run after max(1, workers) untimed "
+            f"ones, {args.runs} runs per side (ABBA order), median (min–max)",
+            "recipe: mosaic_prob 1, mixup_prob 1, hsv_prob 1, flip_prob 0.5, degrees 10, translate "
+            "0.1, mosaic_scale (0.1, 2), mixup_scale (0.5, 1.5), shear 2, max_labels 120",
+            f"threads: torch and cv2.setNumThreads({args.threads}) in the main process for both; "
+            "forked workers inherit the cv2 setting, torch uses 1 thread per worker",
+            "official: MosaicDetection + TrainTransform, torch DataLoader (default collate: float32 "
+            "batch tensor); yolox_d2: MosaicMixupDataset via build_yolox_train_loader (list of dicts, "
+            "uint8 images)",
+        ],
+        figures=figures,
+    )
+    finish(report, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""
+Run every side-by-side benchmark (yolox_d2 vs the official YOLOX 0.3.0) and write
+``bench/RESULTS.md``: the figures, the targets they are held to, the machine, the versions and
+the command behind each figure::
+
+    python bench/run_all.py                      # everything, CPU, 2 threads (~1 hour on 2 cores)
+    python bench/run_all.py --skip accuracy      # timings only (~15 minutes)
+    python bench/run_all.py --device cuda        # GPU timings (fp16 forward, batch 1 and 32)
+
+Each benchmark runs in its own process, one after the other (never two at once: they would
+slow each other down); run it on an otherwise idle machine (``uptime`` well under the core
+count). The accuracy comparison (``bench/accuracy_trees.py``: both implementations trained on
+the deepforest tree tiles, scored by the same pycocotools code) runs last; it trains the two
+sides concurrently, one thread each, and takes tens of minutes.
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import benchlib
+from benchlib import REPO_ROOT
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+
+# name -> (script, extra args on the CPU, extra args on CUDA)
+BENCHMARKS: Dict[str, Tuple[str, List[str], List[str]]] = {
+    "forward": ("bench_forward.py", [], ["--device", "cuda"]),
+    "predictor": ("bench_predictor.py", [], None),
+    "train_step": ("bench_train_step.py", [], ["--device", "cuda"]),
+    "simota": ("bench_simota.py", [], None),
+    "data": ("bench_data.py", [], None),
+    "accuracy": ("accuracy_trees.py", [], None),
+}
+
+# (benchmark, figure, description, comparison, threshold): the targets of issue #4, on the CPU.
+TARGETS: List[Tuple[str, str, str, str, float]] = [
+    ("forward", "s_plain_b1_ratio", "S@640 forward, plain BN: ours / official time", "<=", 0.7),
+    ("forward", "s_fused_b1_ratio", "S@640 forward, fused BN: ours / official time", "<=", 0.7),
+    ("simota", "legacy_b8_g50_speedup", "SimOTA 2021 rule, batch 8 x 50 gts: official / ours time", ">=", 10.0),
+    ("simota", "2023_b8_g50_speedup", "SimOTA 2023 rule, batch 8 x 50 gts: official / ours time", ">=", 3.0),
+    ("train_step", "b2_g10_ratio", "S@640 training iteration, batch 2, 10 gts: ours / official time", "<=", 0.8),
+    ("train_step", "b2_g50_ratio", "S@640 training iteration, batch 2, 50 gts: ours / official time", "<=", 0.8),
+    ("train_step", "b4_g10_ratio", "S@640 training iteration, batch 4, 10 gts: ours / official time", "<=", 0.8),
+    ("train_step", "b4_g50_ratio", "S@640 training iteration, batch 4, 50 gts: ours / official time", "<=", 0.8),
+    ("data", "speedup_workers0", "Data pipeline, 0 workers: ours / official images/s", ">=", 1.5),
+    ("data", "speedup_workers1", "Data pipeline, 1 worker: ours / official images/s", ">=", 1.5),
+    ("data", "speedup_workers2", "Data pipeline, 2 workers: ours / official images/s", ">=", 1.5),
+]
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads for both sides")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
+    p.add_argument("--skip", nargs="+", choices=sorted(BENCHMARKS), default=[], help="skip these")
+    p.add_argument("--output", default=os.path.join(BENCH_DIR, "RESULTS.md"))
+    p.add_argument(
+        "--extra", action="append", default=[], metavar="NAME=ARGS",
+        help="extra arguments for one benchmark, e.g. --extra 'accuracy=--iters 500'",
+    )
+    return p
+
+
+def _check(value: float, comparison: str, threshold: float) -> bool:
+    return value <= threshold if comparison == "<=" else value >= threshold
+
+
+def target_table(reports: Dict[str, dict]) -> List[str]:
+    """The markdown rows of the targets summary (missing benchmarks are marked as such)."""
+    lines = ["| target | required | measured | met |", "|---|---|---|---|"]
+    for bench, figure, text, comparison, threshold in TARGETS:
+        report = reports.get(bench)
+        value = None if report is None else report.get("figures", {}).get(figure)
+        if value is None:
+            lines.append(f"| {text} | {comparison} {threshold:g} | not run | — |")
+            continue
+        met = "yes" if _check(value, comparison, threshold) else "**no**"
+        lines.append(f"| {text} | {comparison} {threshold:g} | {value:.2f} | {met} |")
+    return lines
+
+
+def accuracy_table(report: Optional[dict]) -> List[str]:
+    if not report:
+        return []
+    f = report.get("figures", {})
+    keys = ("official_ap", "official_ap50", "ours_ap", "ours_ap50")
+    if not all(k in f for k in keys):
+        return []
+    return [
+        "| trees (deepforest), same schedule | AP | AP50 |",
+        "|---|---|---|",
+        f"| official YOLOX 0.3.0 | {f['official_ap']:.1f} | {f['official_ap50']:.1f} |",
+        f"| yolox_d2 | {f['ours_ap']:.1f} | {f['ours_ap50']:.1f} |",
+    ]
+
+
+def compose(reports: Dict[str, dict], failures: Dict[str, str], machine: Dict[str, str], command: str,
+            durations: Dict[str, float]) -> str:
+    """The text of RESULTS.md."""
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    out = [
+        "# yolox_d2 vs the official YOLOX: side-by-side benchmarks",
+        "",
+        f"Written by `{command}` on {now}; every figure below comes from this one run. The",
+        "benchmarks run one after another, each in its own process; within a benchmark the two",
+        "implementations alternate call by call on the same inputs with the same thread count.",
+        "Ratios are of medians.",
+        "",
+        "## Machine",
+        "",
+    ]
+    out += [f"- {k}: {v}" for k, v in machine.items()]
+    out += ["", "## Targets (issue #4)", ""] + target_table(reports)
+    acc = accuracy_table(reports.get("accuracy"))
+    if acc:
+        out += ["", "## Accuracy side by side", ""] + acc
+    if failures:
+        out += ["", "## Benchmarks that failed", ""]
+        out += [f"- `{name}`: {msg}" for name, msg in failures.items()]
+    out += ["", "## Figures", ""]
+    for name in BENCHMARKS:
+        if name in reports:
+            r = reports[name]
+            text = benchlib.Report(**{k: r[k] for k in ("title", "command", "columns", "rows", "notes")}).markdown()
+            out += [text, f"_(ran in {durations.get(name, 0):.0f} s; load average {r.get('machine', {}).get('load average (1 min) at start', '?')} → {r.get('machine', {}).get('load average (1 min) at end', '?')})_", ""]
+    return "\n".join(out) + "\n"
+
+
+def run_one(name: str, args, workdir: str, extra: List[str], log: Callable[[str], None]) -> Tuple[Optional[dict], str, float]:
+    script, cpu_args, cuda_args = BENCHMARKS[name]
+    device_args = cuda_args if args.device == "cuda" else cpu_args
+    if device_args is None:
+        device_args = []
+    json_path = os.path.join(workdir, f"{name}.json")
+    cmd = [sys.executable, os.path.join(BENCH_DIR, script), "--threads", str(args.threads), "--json", json_path]
+    cmd += device_args + extra
+    log(f"[run_all] {name}: {' '.join(os.path.relpath(c, REPO_ROOT) if c.startswith(REPO_ROOT) else c for c in cmd)}")
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    log_path = os.path.join(os.path.dirname(args.output), "logs", f"{name}.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "w") as f:
+        f.write(proc.stdout + "\n---- stderr ----\n" + proc.stderr)
+    if proc.returncode != 0 or not os.path.exists(json_path):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return None, f"exit code {proc.returncode} after {elapsed:.0f} s ({tail[0]}); log: {os.path.relpath(log_path, REPO_ROOT)}", elapsed
+    with open(json_path) as f:
+        return json.load(f), "", elapsed
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    extra: Dict[str, List[str]] = {}
+    for item in args.extra:
+        name, _, rest = item.partition("=")
+        if name not in BENCHMARKS:
+            raise SystemExit(f"--extra {item!r}: unknown benchmark {name!r} (one of {sorted(BENCHMARKS)})")
+        extra.setdefault(name, []).extend(rest.split())
+    names = [n for n in (args.only or BENCHMARKS) if n not in args.skip]
+    if args.device == "cuda":
+        names = [n for n in names if BENCHMARKS[n][2] is not None]
+    benchlib.set_threads(args.threads)
+    machine = benchlib.machine_info()
+    reports, failures, durations = {}, {}, {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in names:
+            report, error, durations[name] = run_one(name, args, workdir, extra.get(name, []), print)
+            if report is None:
+                failures[name] = error
+                print(f"[run_all] {name} FAILED: {error}", flush=True)
+            else:
+                reports[name] = report
+                print(benchlib.Report(**{k: report[k] for k in ("title", "command", "columns", "rows", "notes")}).markdown(), flush=True)
+    machine["load average (1 min) at end"] = f"{os.getloadavg()[0]:.2f}"
+    command = " ".join(["python", os.path.relpath(os.path.abspath(sys.argv[0]), REPO_ROOT), *sys.argv[1:]])
+    text = compose(reports, failures, machine, command, durations)
+    with open(args.output, "w") as f:
+        f.write(text)
+    print("\n".join(target_table(reports)))
+    print(f"[run_all] wrote {os.path.relpath(args.output, REPO_ROOT)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
