@@ -6,7 +6,7 @@ PYTEST_ARGS ?= -m "not slow"
 TREES_CFG := configs/deepforest/yolox_nano_trees.py
 TREES_OUT := output/yolox_nano_trees
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 
 setup:
 	@bash dev/setup_venv.sh $(VENV)
@@ -20,6 +20,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+# Side-by-side benchmarks against the official YOLOX (timings, then the tree-dataset accuracy
+# comparison); writes bench/RESULTS.md. About an hour on a 2-core CPU: run it on an idle machine.
+bench: setup
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf output .pytest_cache

@@ -28,6 +28,9 @@ if REPO_ROOT not in sys.path:
     # tests/official_reference.py (the parity helpers) is shared with the benchmarks.
     sys.path.insert(0, REPO_ROOT)
 
+# The load when the benchmark process started (machine_info() may be called at the end).
+_LOAD_AT_START = os.getloadavg()[0]
+
 __all__ = [
     "REPO_ROOT",
     "Stats",
@@ -38,6 +41,8 @@ __all__ = [
     "add_common_args",
     "finish",
     "photo_paths",
+    "command_line",
+    "ratio",
 ]
 
 
@@ -121,7 +126,7 @@ def machine_info() -> Dict[str, str]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch threads": str(torch.get_num_threads()),
-        "load average (1 min) at start": f"{os.getloadavg()[0]:.2f}",
+        "load average (1 min) at start": f"{_LOAD_AT_START:.2f}",
     }
     try:
         from importlib.metadata import version

@@ -140,7 +140,9 @@ def run_one(name: str, args, workdir: str, extra: List[str], log: Callable[[str]
     if device_args is None:
         device_args = []
     json_path = os.path.join(workdir, f"{name}.json")
-    cmd = [sys.executable, os.path.join(BENCH_DIR, script), "--threads", str(args.threads), "--json", json_path]
+    cmd = [sys.executable, os.path.join(BENCH_DIR, script), "--json", json_path]
+    if name != "accuracy":  # the accuracy run trains two models at once, one thread each
+        cmd += ["--threads", str(args.threads)]
     cmd += device_args + extra
     log(f"[run_all] {name}: {' '.join(os.path.relpath(c, REPO_ROOT) if c.startswith(REPO_ROOT) else c for c in cmd)}")
     start = time.perf_counter()

@@ -164,7 +164,7 @@ def test_mixup_and_max_labels(big_dicts):
 def test_partners_drawn_from_whole_dataset(big_dicts):
     """Mosaic / MixUp partners are uniform over all images (not a pool of recent ones)."""
     ds = MosaicMixupDataset(big_dicts, image_size=(64, 64), seed=0)
-    loaded, drawn, partners = [], [], []
+    loaded, drawn, partners, reads = [], [], [], 0
     original_load, original_readable = ds._load, ds._readable
 
     def recording_load(index):
@@ -180,11 +180,13 @@ def test_partners_drawn_from_whole_dataset(big_dicts):
     for _ in range(150):
         del loaded[:], drawn[:]
         ds[0]
-        assert drawn[0] == 0 and 0 in loaded  # the primary image first, and always read
-        # Partners as drawn: images are read in parallel (any order), an image drawn twice is
-        # read once, one in a slot the affine leaves out of the output is not read at all.
+        assert loaded[0] == 0 and drawn[0] == 0  # the primary image first, and always read
+        # Partners as drawn: an image drawn twice in a sample is read once, and one in a slot
+        # the affine leaves out of the output is not read at all, so reads undercount draws.
         assert set(loaded) <= set(drawn)
         partners.extend(drawn[1:])
+        reads += len(loaded)
+    assert reads < 150 + len(partners)  # some partners were not read
     counts = collections.Counter(partners)
     # 3 mosaic partners + (usually) 1 MixUp partner per sample: ~590 draws over 40 images
     assert len(counts) == 40, sorted(counts)
@@ -333,3 +335,77 @@ def test_test_mapper_sizes(tmp_path):
     loader = build_yolox_test_loader([d, d], YOLOXTestMapper(32), batch_size=1)
     batches = list(loader)
     assert len(batches) == 2 and tuple(batches[0][0]["image"].shape) == (3, 32, 16)
+
+
+def test_fast_png_reader_matches_the_general_reader(tmp_path, monkeypatch):
+    """
+    Training reads plain 8-bit PNGs with OpenCV and everything else with read_image_bgr:
+    the same pixels either way, and the same errors (naming the file and id).
+    """
+    from PIL import Image, PngImagePlugin
+
+    import yolox_d2.data.mosaic as mosaic_module
+    from yolox_d2.data.mappers import ImageSizeMismatchError, read_image_bgr
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    files = {}
+    for name, image, kwargs in [
+        ("rgb", Image.fromarray(rgb), {}),
+        ("gray", Image.fromarray(rgb[:, :, 0]), {}),
+        ("rgba", Image.fromarray(np.concatenate([rgb, rgb[:, :, :1]], 2), "RGBA"), {}),
+        ("gray16", Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257), {}),
+        ("palette", Image.fromarray(rgb).convert("P"), {}),
+    ]:
+        files[name] = tmp_path / f"{name}.png"
+        image.save(files[name], **kwargs)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    files["exif"] = tmp_path / "exif.png"
+    Image.fromarray(rgb).save(files["exif"], exif=exif.tobytes())
+    xmp = PngImagePlugin.PngInfo()
+    xmp.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta><rdf:Description tiff:Orientation="8"/></x:xmpmeta>')
+    files["xmp"] = tmp_path / "xmp.png"
+    Image.fromarray(rgb).save(files["xmp"], pnginfo=xmp)
+    files["jpeg"] = tmp_path / "photo.jpg"
+    Image.fromarray(rgb).save(files["jpeg"], quality=90)
+
+    general_calls = []
+    original = mosaic_module.read_image_bgr
+
+    def counting(record, *args, **kwargs):
+        general_calls.append(record["file_name"])
+        return original(record, *args, **kwargs)
+
+    monkeypatch.setattr(mosaic_module, "read_image_bgr", counting)
+    for name, path in files.items():
+        expected = read_image_bgr({"file_name": str(path), "image_id": 1})
+        h, w = expected.shape[:2]
+        record = {"file_name": str(path), "image_id": 1, "height": h, "width": w}
+        del general_calls[:]
+        np.testing.assert_array_equal(mosaic_module._read_training_image(record), expected, err_msg=name)
+        fast = name in ("rgb", "gray", "rgba")
+        assert (general_calls == []) == fast, (name, general_calls)
+    assert read_image_bgr({"file_name": str(files["exif"])}).shape[:2] == (50, 40)  # rotated
+
+    data = files["rgb"].read_bytes()
+    broken = {
+        "truncated": data[: len(data) // 2],
+        "no_iend": data[:-12],
+        "garbage": b"\x89PNG\r\n\x1a\n" + b"x" * 40,
+    }
+    for name, content in broken.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(content)
+        record = {"file_name": str(path), "image_id": f"id-{name}", "height": 40, "width": 50}
+        try:
+            expected = read_image_bgr(record)
+        except ImageReadError as e:
+            with pytest.raises(ImageReadError) as got:
+                mosaic_module._read_training_image(record)
+            assert str(got.value) == str(e) and str(path) in str(e) and f"id-{name}" in str(e)
+        else:  # PIL accepts a PNG without IEND; OpenCV does not, the general reader is used
+            np.testing.assert_array_equal(mosaic_module._read_training_image(record), expected)
+    wrong_size = {"file_name": str(files["rgb"]), "image_id": 9, "height": 50, "width": 40}
+    with pytest.raises(ImageSizeMismatchError, match="image_id=9"):
+        mosaic_module._read_training_image(wrong_size)

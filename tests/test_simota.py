@@ -354,6 +354,51 @@ def test_matches_dense_reference_for_any_weights(rule, kwargs, mode):
         assert torch.equal(res.matched_gt[fg], matched[fg])
 
 
+@pytest.mark.parametrize("num_classes", [7, 80])
+def test_near_equal_class_costs_ordered_like_the_official_sum(num_classes):
+    """
+    Every prediction has the same box and the same class probabilities up to a permutation of
+    the non-target classes: the class costs differ only by the rounding of the official
+    ``.sum(-1)``, so the k lowest are decided at the last bits, which the cost estimate alone
+    cannot resolve (it must keep every pair within its error bound for the exact recount).
+    """
+    grid, strides = make_anchors((64, 64), (8,))
+    A, C = grid.shape[0], num_classes
+    g = torch.Generator().manual_seed(num_classes)
+    pts = (grid + 0.5) * strides[:, None]
+    base = torch.randn(C, generator=g) * 3 - 1
+    base[0] = 2.0  # the gt class keeps its place
+    perms = torch.stack(
+        [torch.cat((torch.zeros(1, dtype=torch.int64), 1 + torch.randperm(C - 1, generator=g))) for _ in range(A)]
+    )
+    cls = base[perms].unsqueeze(0)
+    obj = torch.full((1, A), 0.5)
+    pred = torch.tensor([8.0, 8.0, 40.0, 40.0]).expand(1, A, 4)
+    # gt (8, 8, 48, 48): IoU 0.64 for every prediction -> k = int(6.4) = 6 among 64 equal-IoU ones
+    case_gt = torch.tensor([[[8.0, 8.0, 48.0, 48.0]]])
+    args = (
+        pred,
+        cls,
+        obj,
+        pts,
+        strides,
+        case_gt,
+        torch.zeros(1, 1, dtype=torch.int64),
+        torch.ones(1, 1, dtype=torch.bool),
+    )
+    res = SimOTAMatcher(rule="2023", center_radius=100.0)(*args)
+    # the official cost, row by row: BCE over the (1, A, C) tensor, summed over classes
+    prob = (cls.sigmoid() * obj[..., None].sigmoid()).sqrt()
+    onehot = F.one_hot(torch.zeros(1, A, dtype=torch.int64), C).float()
+    cost = F.binary_cross_entropy(prob, onehot, reduction="none").sum(-1)[0]
+    assert len(set(cost.tolist())) > 1  # the costs are not all equal ...
+    assert float(cost.max() - cost.min()) < 1e-4 * float(cost.min())  # ... but nearly so
+    expected = torch.zeros(A, dtype=torch.bool)
+    expected[torch.sort(cost, stable=True).indices[:6]] = True
+    assert res.num_fg == 6
+    assert torch.equal(res.fg_mask[0], expected)
+
+
 def test_rules_differ():
     case = make_case(7, [6, 4], 10)
     assert not torch.equal(run_ours(case, rule="legacy").fg_mask, run_ours(case, rule="2023").fg_mask)

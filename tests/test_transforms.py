@@ -440,3 +440,132 @@ def test_transforms_are_reproducible():
     np.testing.assert_array_equal(a[1], b[1])
     c = run(6)
     assert not np.array_equal(a[0], c[0])
+
+
+# ------------------------------------------------------------------------------------------
+# The fused renderers (used by MosaicMixupDataset) against the step-by-step reference
+def _reference_chain(images, boxes, classes, partner, rng, size, scale, flip):
+    canvas, b, c = T.mosaic(images, boxes, classes, rng, size=size)
+    out, b, c = T.random_affine(
+        canvas, b, c, rng, degrees=10.0, translate=0.1, scale=scale, shear=2.0, target_size=size
+    )
+    if partner is not None:
+        out, b, c = T.mixup(out, b, c, *partner, rng)
+    if flip:
+        out, b = T.horizontal_flip(out, b)
+    return out, b, c
+
+
+def _fused_chain(images, boxes, classes, partner, rng, size, scale, flip):
+    h, w = size
+    center = T.mosaic_center(rng, size)
+    M, s = T.sample_affine_matrix(rng, (2 * h, 2 * w), size, 10.0, 0.1, scale, 2.0)
+    tiles = T.mosaic_tiles([im.shape[:2] for im in images], center, size)
+    b, c = T.mosaic_boxes(tiles, boxes, classes)
+    b, c = T.affine_boxes(b, c, M, s, size)
+    if partner is not None:
+        params = T.sample_mixup_params(rng, size)
+        pb, pc = T.mixup_partner_boxes(partner[0].shape[:2], partner[1], partner[2], params, size)
+        b, c = np.concatenate([b, pb]).astype(np.float32), np.concatenate([c, pc])
+    out = T.render_mosaic_affine(images, tiles, M, size, flip=flip)
+    if partner is not None:
+        T.average_images(out, T.warp_mixup_partner(partner[0], params, size, flip=flip), out=out)
+    if flip:
+        b = T.flip_boxes(b, w)
+    return out, b, c
+
+
+def _photo(name, size):
+    skimage = pytest.importorskip("skimage")
+    img = cv2.imread(f"{skimage.data_dir}/{name}", cv2.IMREAD_COLOR)
+    return cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fused_render_matches_reference(seed):
+    """Same draws, same boxes; pixels equal up to interpolation (photos) and box-consistent."""
+    names = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png"]
+    sizes = [(160, 160), (120, 180), (150, 220), (130, 190), (100, 150)]
+    photos = [_photo(n, s) for n, s in zip(names, sizes)]
+    g = np.random.default_rng(100 + seed)
+    pick = g.permutation(5)
+    images = [photos[i] for i in pick[:4]]
+    boxes = [np.array([[10, 12, 70, 60], [60, 50, 110, 95]], np.float64) for _ in range(4)]
+    classes = [np.array([2 * k, 2 * k + 1]) for k in range(4)]
+    partner = (photos[pick[4]], np.array([[5, 5, 90, 80]], np.float64), np.array([8]))
+    for with_mixup in (False, True):
+        for flip in (False, True):
+            args = (images, boxes, classes, partner if with_mixup else None)
+            ref, rb, rc = _reference_chain(*args, np.random.default_rng(seed), (128, 160), (0.3, 1.8), flip)
+            out, fb, fc = _fused_chain(*args, np.random.default_rng(seed), (128, 160), (0.3, 1.8), flip)
+            assert out.shape == ref.shape == (128, 160, 3) and out.dtype == np.uint8
+            np.testing.assert_array_equal(fc, rc)
+            np.testing.assert_allclose(fb, rb, atol=1e-4)
+            # one bilinear sampling instead of two: small differences, larger along image
+            # edges and tile seams (1-px lines); a 1-px shift would give p90 >= 12
+            diff = np.abs(out.astype(np.int32) - ref).max(-1)
+            assert np.median(diff) <= 2 and np.percentile(diff, 90) <= 10, (with_mixup, flip)
+            assert (diff > 40).mean() < 0.03
+
+    # synthetic rectangles: the fused output's boxes follow its own pixels
+    images, boxes, classes = mosaic_inputs()
+    for flip in (False, True):
+        out, b, c = _fused_chain(
+            images, boxes, classes, None, np.random.default_rng(seed), (128, 128), (0.5, 1.5), flip
+        )
+        max_dropped = {k: 0.2 * 60 * 60 * 1.28**2 * 1.5**2 for k in range(7)}
+        check_boxes(out, b, c, range(7), max_dropped_area=max_dropped)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_invisible_mosaic_slots_change_nothing(seed):
+    """A slot that mosaic_slots_visible() rules out adds no pixel and no box to the output."""
+    images, boxes, classes = mosaic_inputs()
+    rng = np.random.default_rng(seed)
+    size = (64, 64)
+    found = 0
+    for _ in range(60):
+        state = rng.bit_generator.state
+        center = T.mosaic_center(rng, size)
+        M, _ = T.sample_affine_matrix(rng, (128, 128), size, 10.0, 0.1, (1.2, 2.0), 2.0)
+        visible = T.mosaic_slots_visible(center, size, M)
+        if all(visible):
+            continue
+        found += 1
+        grey = [im if v else np.full_like(im, 200) for im, v in zip(images, visible)]
+        outs = []
+        for imgs in (images, grey):
+            r = np.random.default_rng(0)
+            r.bit_generator.state = state
+            canvas, b, c = T.mosaic(imgs, boxes, classes, r, size=size)
+            outs.append(T.random_affine(canvas, b, c, r, scale=(1.2, 2.0), target_size=size))
+        np.testing.assert_array_equal(outs[0][0], outs[1][0])
+        hidden = {int(k) for cl, v in zip(classes, visible) if not v for k in cl}  # distinct per image
+        assert not hidden & set(outs[0][2].tolist())
+    assert found >= 3
+
+
+def test_average_images_is_the_official_float_blend():
+    g = np.random.default_rng(0)
+    for shape in [(64, 80, 3), (7, 5, 3), (9, 11)]:  # 8-pixel and byte-wise paths
+        a = g.integers(0, 256, shape, dtype=np.uint8)
+        b = g.integers(0, 256, shape, dtype=np.uint8)
+        ref = (0.5 * a.astype(np.float32) + 0.5 * b.astype(np.float32)).astype(np.uint8)
+        np.testing.assert_array_equal(T.average_images(a, b), ref)
+        out = a.copy()
+        T.average_images(out, b, out=out)
+        np.testing.assert_array_equal(out, ref)
+
+
+def test_apply_hsv_offsets_in_place_and_copy():
+    img = _photo("astronaut.png", (64, 64))
+    offsets = np.array([3, -20, 25], np.int16)
+    ref = T.apply_hsv_offsets(img, offsets)
+    assert not np.array_equal(ref, img)
+    out = img.copy()
+    assert T.apply_hsv_offsets(out, offsets, out=out) is out
+    np.testing.assert_array_equal(out, ref)
+    big = np.zeros((80, 90, 3), np.uint8)
+    T.apply_hsv_offsets(img, offsets, out=big[:64, :64])
+    np.testing.assert_array_equal(big[:64, :64], ref)
+    np.testing.assert_array_equal(T.apply_hsv_offsets(img, [0, 0, 0]), img)

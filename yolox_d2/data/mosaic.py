@@ -16,7 +16,6 @@ being drawn in its place.
 import logging
 import os
 import struct
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import cv2
@@ -167,7 +166,8 @@ def _decode_plain_png(data: bytes) -> Optional[np.ndarray]:
     """
     if not _png_is_plain(data):
         return None
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
         return None
     return image
@@ -217,6 +217,16 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
     before the bottom/right 114 padding), and drop boxes whose shorter side is
     ``<= min_box_size``; at most ``max_labels`` boxes are kept. Samples may have 0 boxes.
 
+    Speed: a mosaic sample makes the same random draws and the same boxes as the step-by-step
+    functions named above, but its pixels are rendered once at the output size (each output
+    pixel is sampled bilinearly from its source image, no ``2h x 2w`` canvas; MixUp partner,
+    HSV lookup tables and the flip applied on the output; see
+    :func:`~yolox_d2.data.transforms.render_mosaic_affine`), so they equal the step-by-step
+    result up to interpolation. A mosaic partner in a slot that the affine leaves out of the
+    output is not read (it could add no pixel and no box), an image drawn twice in one sample
+    is read once, and plain 8-bit PNG files are decoded with OpenCV (same pixels as the PIL
+    reader, which handles every other file).
+
     The mosaic switch (:meth:`set_mosaic_enabled`, :attr:`mosaic_enabled`) is a shared-memory
     tensor read by every ``__getitem__``, so it reaches existing worker processes.
 
@@ -261,7 +271,6 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         dataset_name: Union[None, str, Sequence[str]] = None,
         check_files: bool = True,
         max_read_retries: int = 32,
-        decode_threads: Optional[int] = None,
     ):
         """
         Args:
@@ -302,11 +311,6 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
                 empty (one ``stat`` per image).
             max_read_retries: how many unreadable images in a row one sample may skip before
                 giving up with an error.
-            decode_threads: threads that read (decode) the images of one mosaic sample at the
-                same time: the 4 mosaic images, then the MixUp partner while the mosaic is
-                drawn. None: OpenCV's thread count (``cv2.getNumThreads()``, so
-                ``cv2.setNumThreads`` sets both), at most 4. 1: one image after the other.
-                Results do not depend on it.
         """
         super().__init__()
         if isinstance(dataset_dicts, ValidatedDatasetDicts):  # get_validated_dataset_dicts()
@@ -360,11 +364,6 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             raise ValueError(f"max_read_retries must be >= 0, got {max_read_retries}")
         # Entries this process failed to decode (per process: workers learn on their own).
         self._bad_indices: Set[int] = set()
-        if decode_threads is not None and int(decode_threads) < 1:
-            raise ValueError(f"decode_threads must be >= 1 or None, got {decode_threads}")
-        self.decode_threads = None if decode_threads is None else int(decode_threads)
-        self._executor: Optional[ThreadPoolExecutor] = None
-        self._executor_key: Optional[Tuple[int, int]] = None
 
         # Shared memory: the same storage is seen by every (forked or spawned) worker.
         self._mosaic_flag = torch.zeros(1, dtype=torch.uint8).share_memory_()
@@ -480,59 +479,6 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
                 boxes, classes = boxes[keep], classes[keep]
         return image, boxes, classes, record
 
-    # ------------------------------------------------------------------ parallel reads
-    def _decode_executor(self) -> Optional[ThreadPoolExecutor]:
-        """
-        This process' helper threads for reading images (``decode_threads - 1`` of them; the
-        calling thread reads too), or None for sequential reads. Created lazily per process
-        (a forked DataLoader worker gets its own) and re-created when the thread count changes.
-        """
-        n = self.decode_threads if self.decode_threads is not None else min(max(cv2.getNumThreads(), 1), 4)
-        if n <= 1:
-            return None
-        key = (os.getpid(), n)
-        if self._executor is None or self._executor_key != key:
-            self._executor = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="yolox_d2_decode")
-            self._executor_key = key
-        return self._executor
-
-    def _submit_load(self, index: int) -> Optional["Future"]:
-        """Start reading ``index`` on a helper thread (None without helpers)."""
-        executor = self._decode_executor()
-        return None if executor is None else executor.submit(self._load, index)
-
-    def _finish_load(self, index: int, future: Optional["Future"]):
-        """The result of :meth:`_submit_load`: read here when no helper has started on it."""
-        if future is None or future.cancel():
-            return self._load(index)
-        return future.result()
-
-    def _load_all(self, indices: Sequence[int]) -> Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """
-        :meth:`_load` of several distinct entries, ``indices[0]`` by this thread and the others
-        on the helper threads (:meth:`_decode_executor`) at the same time. When some cannot be
-        read, every read is finished (or cancelled) first, then the first failure in
-        ``indices`` order is raised.
-        """
-        futures = [(i, self._submit_load(i)) for i in indices[1:]]
-        results: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        failure: Optional[_UnreadableSample] = None
-        for i, future in [(indices[0], None)] + futures:
-            if failure is not None and future is not None and future.cancel():
-                continue
-            try:
-                results[i] = self._finish_load(i, future)[:3]
-            except _UnreadableSample as e:
-                failure = failure or e
-        if failure is not None:
-            raise failure
-        return results
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_executor"], state["_executor_key"] = None, None  # threads do not travel
-        return state
-
     def _readable(self, index: int, rng: np.random.Generator, pool: Optional[np.ndarray] = None) -> int:
         """
         ``index`` if it is not known to be unreadable, else a uniform redraw (from ``pool``,
@@ -582,9 +528,14 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             rng, (2 * h, 2 * w), (h, w), self.degrees, self.translate, self.mosaic_scale, self.shear
         )
         visible = T.mosaic_slots_visible(center, self.image_size, M)
-        needed = [i for k, i in enumerate(indices) if k == 0 or visible[k]]
-        loaded = self._load_all(list(dict.fromkeys(needed)))  # distinct, primary first
-        parts = [loaded[i] if (k == 0 or visible[k]) else None for k, i in enumerate(indices)]
+        loaded: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+        def load(i: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+            if i not in loaded:  # an image drawn twice is read once
+                loaded[i] = self._load(i)[:3]
+            return loaded[i]
+
+        parts = [load(i) if (k == 0 or visible[k]) else None for k, i in enumerate(indices)]
         tiles = T.mosaic_tiles(
             [None if p is None else p[0].shape[:2] for p in parts], center, self.image_size
         )
@@ -602,23 +553,27 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             j = self._readable(j, rng, self._nonempty)
         else:
             j = -1
+        partner = None
         if j >= 0:
-            # read the partner while the mosaic is drawn (its draws do not depend on it)
-            partner_future = None if j in loaded else self._submit_load(j)
+            partner = load(j)
             mix = T.sample_mixup_params(rng, self.image_size, self.mixup_scale)
-        offsets = T.sample_hsv_offsets(rng, *self.hsv_gains) if rng.uniform() < self.hsv_prob else None
-        flip = bool(rng.uniform() < self.flip_prob)
-
-        image = T.render_mosaic_affine(
-            [None if p is None else p[0] for p in parts], tiles, M, self.image_size, fill=self.pad_value, flip=flip
-        )
-        if j >= 0:
-            partner = loaded[j] if j in loaded else self._finish_load(j, partner_future)[:3]
             pb, pc = T.mixup_partner_boxes(
                 partner[0].shape[:2], partner[1], partner[2], mix, self.image_size, **self.box_filter
             )
             b = np.concatenate([b, pb]).astype(np.float32)
             c = np.concatenate([c, pc])
+        offsets = T.sample_hsv_offsets(rng, *self.hsv_gains) if rng.uniform() < self.hsv_prob else None
+        flip = bool(rng.uniform() < self.flip_prob)
+
+        image = T.render_mosaic_affine(
+            [None if p is None else p[0] for p in parts],
+            tiles,
+            M,
+            self.image_size,
+            fill=self.pad_value,
+            flip=flip,
+        )
+        if partner is not None:
             window = T.warp_mixup_partner(partner[0], mix, self.image_size, fill=self.pad_value, flip=flip)
             T.average_images(image, window, out=image)
         if offsets is not None:

@@ -336,8 +336,8 @@ def _hsv_lut(offsets: np.ndarray) -> np.ndarray:
 
 
 def _write(out: np.ndarray, result: np.ndarray) -> np.ndarray:
-    """Make sure an OpenCV ``dst=out`` result landed in ``out`` (copy when it did not)."""
-    if result is not out and not np.shares_memory(result, out):
+    """Make sure an OpenCV result (``dst=out`` or not) is in ``out`` (copy when it is not)."""
+    if result is not out and not (result.shape == out.shape and np.shares_memory(result, out)):
         out[...] = result.reshape(out.shape)
     return out
 
@@ -363,7 +363,10 @@ def apply_hsv_offsets(image: np.ndarray, offsets, out: Optional[np.ndarray] = No
         if out is not image:
             out[...] = image
         return out
-    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    if out is image:  # in place: no temporary (the conversions are pixel-wise)
+        hsv = _write(image, cv2.cvtColor(image, cv2.COLOR_BGR2HSV, dst=image))
+    else:
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
     _write(hsv, cv2.LUT(hsv, _hsv_lut(offsets), dst=hsv))
     if out is None:
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
@@ -538,9 +541,14 @@ def apply_affine_to_boxes(
         return boxes.copy()
     corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(n * 4, 2)  # clockwise on screen
     corners = (corners @ M[:, :2].T + M[:, 2]).reshape(n, 4, 2)
+    hull = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
     if width is None or height is None:
-        return np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
-    return _clipped_quad_bbox(corners, float(width), float(height))
+        return hull
+    # a quad inside the image is its own visible part: only the others need clipping
+    outside = (hull[:, :2] < 0).any(axis=1) | (hull[:, 2] > width) | (hull[:, 3] > height)
+    if outside.any():
+        hull[outside] = _clipped_quad_bbox(corners[outside], float(width), float(height))
+    return hull
 
 
 def affine_pixel_matrix(M: np.ndarray) -> np.ndarray:
@@ -1148,16 +1156,26 @@ def warp_mixup_partner(
     A = np.array([[1.0, 0.0, -params.x_off], [0.0, 1.0, -params.y_off], [0.0, 0.0, 1.0]]) @ A
     if flip:
         A = _flip3(tw) @ A
-    out = cv2.warpAffine(
-        partner_image,
-        affine_pixel_matrix(A[:2]),
-        dsize=(tw, th),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=_fill_tuple(fill, partner_image),
-    )
-    if out.ndim == 2 and partner_image.ndim == 3:
-        out = out[:, :, None]
+    # only the window pixels near the partner need the warp, the others are `fill`
+    xs = np.array([A[0, 2], A[0, 0] * W + A[0, 2]])
+    ys = np.array([A[1, 2], A[1, 1] * H + A[1, 2]])
+    x1, x2 = max(int(math.floor(xs.min())) - 1, 0), min(int(math.ceil(xs.max())) + 1, tw)
+    y1, y2 = max(int(math.floor(ys.min())) - 1, 0), min(int(math.ceil(ys.max())) + 1, th)
+    channels = partner_image.shape[2:] if partner_image.ndim == 3 else ()
+    out = np.full((th, tw) + channels, fill, dtype=np.uint8)
+    if x2 > x1 and y2 > y1:
+        A = np.array([[1.0, 0.0, -x1], [0.0, 1.0, -y1], [0.0, 0.0, 1.0]]) @ A
+        roi = out[y1:y2, x1:x2]
+        warped = cv2.warpAffine(
+            partner_image,
+            affine_pixel_matrix(A[:2]),
+            dsize=(x2 - x1, y2 - y1),
+            dst=roi if roi.ndim == 2 or roi.shape[2] in (3, 4) else None,
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=_fill_tuple(fill, partner_image),
+        )
+        _write(roi, warped)
     return out
 
 
@@ -1173,9 +1191,20 @@ def average_images(a: np.ndarray, b: np.ndarray, out: Optional[np.ndarray] = Non
     """
     if a.shape != b.shape or a.dtype != np.uint8 or b.dtype != np.uint8:
         raise ValueError(f"average_images() needs two uint8 images of one shape, got {a.shape}, {b.shape}")
-    both = np.bitwise_and(a, b)
     if out is None:
         out = np.empty_like(a)
+    arrays = (a, b, out)
+    if a.nbytes % 8 == 0 and all(x.flags.c_contiguous for x in arrays):
+        # 8 pixels per operation: the shift may carry a bit into the next byte, masked off;
+        # per-byte sums stay <= 255, so nothing carries across bytes.
+        a, b, out64 = (x.reshape(-1).view(np.uint64) for x in arrays)
+        both = np.bitwise_and(a, b)
+        np.bitwise_xor(a, b, out=out64)
+        np.right_shift(out64, np.uint64(1), out=out64)
+        np.bitwise_and(out64, np.uint64(0x7F7F7F7F7F7F7F7F), out=out64)
+        np.add(out64, both, out=out64)
+        return out
+    both = np.bitwise_and(a, b)
     np.bitwise_xor(a, b, out=out)
     np.right_shift(out, 1, out=out)
     np.add(out, both, out=out)

@@ -338,9 +338,9 @@ class SimOTAMatcher:
     def _pairwise_iou(gt_boxes: Tensor, boxes: Tensor) -> Tensor:
         """
         (n, G, N) float32 IoU, with the official operations (``intersection / (area_gt +
-        area_pred - intersection)``). Guarded against empty / inverted
-        boxes: sides are clamped to [0, 1e18] px so that products of two sides cannot overflow
-        float32 (no inf / inf).
+        area_pred - intersection)``), for every (gt, candidate) pair, padding included. Guarded
+        against empty / inverted boxes: sides are clamped to [0, 1e18] px so that products of
+        two sides cannot overflow float32 (no inf / inf).
         """
         g = gt_boxes.unsqueeze(2)  # (n, G, 1, 4)
         p = boxes.unsqueeze(1)  # (n, 1, N, 4)
@@ -464,7 +464,7 @@ class SimOTAMatcher:
         # ---- the elementwise official cost terms: iou_weight * -log(IoU + 1e-8), the penalty
         # (+inf for invalid pairs; only valid pairs are ever looked up)
         iou_cost = torch.log(ious + 1e-8).mul_(-self.iou_weight)
-        penalty = torch.where(prior_ok, 0.0, self._penalty)
+        penalty = torch.where(prior_ok, iou_cost.new_zeros(()), iou_cost.new_full((), self._penalty))
         penalty.masked_fill_(bad_gt, float("inf")).masked_fill_(bad_col, float("inf"))
         del prior_ok
         cls_prob = cls_c.sigmoid_().mul_(obj_c.sigmoid().unsqueeze(-1)).sqrt_()  # (n, N, C)
@@ -509,9 +509,10 @@ class SimOTAMatcher:
         # (b) a prediction that may be taken by several gts goes to the gt of lowest cost over
         #     all gts of the image: its pairs with a lower bound at or below the column's lowest
         #     upper bound.
-        col = pair // (G * N) * N + pair % N  # flat (image, column)
-        contested = torch.nonzero(torch.bincount(col, minlength=n * N) >= 2).squeeze(1)
-        if False:
+        # (torch.unique, not bincount: deterministic on CUDA)
+        cols, counts = torch.unique(pair // (G * N) * N + pair % N, return_counts=True)
+        contested = cols[counts >= 2]  # flat (image, column)
+        if contested.numel():
             mb, mn = contested // N, contested % N
             col_hi = cost_hi[mb, :, mn].min(dim=1, keepdim=True).values  # (M, 1)
             mi, mg = torch.nonzero(cost_lo[mb, :, mn] <= col_hi, as_tuple=True)
@@ -539,7 +540,9 @@ class SimOTAMatcher:
         # ---- one gt per prediction: lowest cost among all gts of the image
         col = pb * N + pn  # (image, column) of every pair
         col_taken = col[taken]
-        num_matches = torch.bincount(col_taken, minlength=n * N)
+        cols, counts = torch.unique(col_taken, return_counts=True)
+        num_matches = torch.zeros(n * N, dtype=torch.int64, device=device)
+        num_matches[cols] = counts
         assigned = torch.zeros(n * N, dtype=torch.int64, device=device)
         assigned[col_taken] = pg[taken]
         contested = num_matches[col] > 1  # pairs in columns taken more than once
