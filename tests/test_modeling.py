@@ -173,6 +173,48 @@ def test_fuse_folds_batchnorm_and_keeps_outputs(repo_root, variant):
             torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-4)
 
 
+def test_conv_bn_act_folds_fixed_norms_on_the_fly_and_uses_batch_stats_in_training():
+    from detectron2.layers import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    layer = ConvBNAct(4, 6, 3)
+    with torch.no_grad():
+        layer.norm.running_mean.uniform_(-1, 1)
+        layer.norm.running_var.uniform_(0.5, 2)
+        layer.norm.weight.uniform_(0.5, 1.5)
+        layer.norm.bias.uniform_(-1, 1)
+    x = torch.randn(2, 4, 9, 7)
+
+    def reference(module, training):
+        y = torch.nn.functional.conv2d(x, module.weight, None, 1, 1)
+        n = module.norm
+        y = torch.nn.functional.batch_norm(
+            y, n.running_mean.clone(), n.running_var.clone(), n.weight, n.bias, training, 0.0, n.eps
+        )
+        return torch.nn.functional.silu(y)
+
+    layer.eval()
+    calls = []
+    handle = layer.norm.register_forward_hook(lambda *a: calls.append(1))
+    torch.testing.assert_close(layer(x), reference(layer, False), atol=1e-5, rtol=1e-5)
+    assert calls == []  # folded into the convolution: the BatchNorm module did not run
+    layer.train()
+    before = layer.norm.running_mean.clone()
+    torch.testing.assert_close(layer(x), reference(layer, True), atol=1e-5, rtol=1e-5)
+    assert calls == [1] and not torch.equal(before, layer.norm.running_mean)  # batch statistics
+    handle.remove()
+
+    frozen = ConvBNAct(4, 6, 3, norm="FrozenBN").train()
+    assert isinstance(frozen.norm, FrozenBatchNorm2d)
+    with torch.no_grad():
+        frozen.norm.running_mean.uniform_(-1, 1)
+        frozen.norm.weight.uniform_(0.5, 1.5)
+    out = frozen(x)
+    torch.testing.assert_close(out, reference(frozen, False), atol=1e-5, rtol=1e-5)
+    out.sum().backward()
+    assert frozen.weight.grad is not None and frozen.weight.grad.abs().sum() > 0
+
+
 def test_channels_last_weights_inputs_and_fuse_keep_the_memory_format():
     torch.manual_seed(0)
     nhwc = _tiny_model(channels_last=True)

@@ -106,9 +106,17 @@ class ConvBNAct(nn.Conv2d):
         self.activation = get_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.norm is not None:
-            x = self.norm(x)
+        norm = self.norm
+        if norm is not None and _has_fixed_statistics(norm):
+            # A norm with fixed statistics (eval-mode BatchNorm, FrozenBatchNorm) is folded into
+            # the weights on the fly: a multiply the size of the weights instead of a second
+            # pass over the activations. Differentiable, so frozen-BN training gets it too.
+            weight, bias = fuse_conv_bn(self.weight, self.bias, norm)
+            x = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        else:
+            x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            if norm is not None:
+                x = norm(x)
         if self.activation is not None:
             x = self.activation(x)
         return x
@@ -123,6 +131,18 @@ class ConvBNAct(nn.Conv2d):
         self.bias = nn.Parameter(bias)
         self.norm = None
         return self
+
+
+def _has_fixed_statistics(norm: nn.Module) -> bool:
+    """True if ``norm`` in its current mode is a fixed per-channel affine map (foldable)."""
+    if isinstance(norm, FrozenBatchNorm2d):
+        return True
+    return (
+        isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        and not norm.training
+        and norm.running_var is not None
+        and norm.weight is not None
+    )
 
 
 def fuse_conv_bn(weight: torch.Tensor, bias: Optional[torch.Tensor], norm: nn.Module):
