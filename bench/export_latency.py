@@ -94,7 +94,9 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(wrapper, os.path.join(tmp, "model.onnx"), sample_size=args.size)
-        session = onnxruntime_session(path, num_threads=args.threads)
+        # No spinning: idle onnxruntime threads would otherwise busy-wait through the PyTorch
+        # runs that alternate with them (measured: PyTorch 139 ms instead of 89 ms).
+        session = onnxruntime_session(path, num_threads=args.threads, allow_spinning=False)
 
         def run_torch() -> None:
             with torch.no_grad():

@@ -83,7 +83,7 @@ def target_table(reports: Dict[str, dict]) -> List[str]:
             lines.append(f"| {text} | {comparison} {threshold:g} | not run | — |")
             continue
         met = "yes" if _check(value, comparison, threshold) else "**no**"
-        lines.append(f"| {text} | {comparison} {threshold:g} | {value:.2f} | {met} |")
+        lines.append(f"| {text} | {comparison} {threshold:g} | {value:.3f} | {met} |")
     return lines
 
 

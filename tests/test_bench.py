@@ -42,9 +42,9 @@ def test_run_all_summarises_targets_met_missed_and_missing():
         "simota": report(legacy_b8_g50_speedup=12.0),
     }
     rows = "\n".join(run_all.target_table(reports))
-    assert "| S@640 forward, plain BN: ours / official time | <= 0.7 | 0.65 | yes |" in rows
-    assert "| S@640 forward, fused BN: ours / official time | <= 0.7 | 0.75 | **no** |" in rows
-    assert "| SimOTA 2021 rule, batch 8 x 50 gts: official / ours time | >= 10 | 12.00 | yes |" in rows
+    assert "| S@640 forward, plain BN: ours / official time | <= 0.7 | 0.650 | yes |" in rows
+    assert "| S@640 forward, fused BN: ours / official time | <= 0.7 | 0.750 | **no** |" in rows
+    assert "| SimOTA 2021 rule, batch 8 x 50 gts: official / ours time | >= 10 | 12.000 | yes |" in rows
     assert "2023 rule, batch 8 x 50 gts: official / ours time | >= 3 | not run |" in rows
     text = run_all.compose(reports, {"data": "exit code 1"}, {"cpu": "x"}, "python bench/run_all.py", {})
     assert "## Benchmarks that failed" in text and "`data`: exit code 1" in text

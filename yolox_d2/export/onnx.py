@@ -117,13 +117,18 @@ def export_onnx(
     return path
 
 
-def onnxruntime_session(path: Union[str, os.PathLike], num_threads: Optional[int] = None):
+def onnxruntime_session(
+    path: Union[str, os.PathLike], num_threads: Optional[int] = None, allow_spinning: bool = True
+):
     """
     An ``onnxruntime.InferenceSession`` on the CPU.
 
     Args:
         path: the ``.onnx`` file.
         num_threads: intra-op threads (None: onnxruntime's default, all cores).
+        allow_spinning: let idle onnxruntime threads busy-wait for the next run (its default,
+            lowest latency for back-to-back runs). Turn off when other work (e.g. PyTorch)
+            runs between calls on the same cores: spinning threads slow it down.
 
     Raises:
         ImportError: onnxruntime is not installed (``pip install onnxruntime``).
@@ -136,6 +141,8 @@ def onnxruntime_session(path: Union[str, os.PathLike], num_threads: Optional[int
     if num_threads is not None:
         options.intra_op_num_threads = int(num_threads)
         options.inter_op_num_threads = 1
+    if not allow_spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
