@@ -45,20 +45,16 @@ import cv2
 import numpy as np
 import torch
 
+from yolox_d2.data.mosaic import yolox_augmentation_defaults
+
 from benchlib import Report, Stats, add_common_args, alternate, command_line, finish, photo_paths, set_threads
 
-IMAGE_SIZE = (640, 640)
-RECIPE = dict(
-    mosaic_prob=1.0,
-    mixup_prob=1.0,
-    enable_mixup=True,
-    mosaic_scale=(0.1, 2.0),
-    mixup_scale=(0.5, 1.5),
-    degrees=10.0,
-    translate=0.1,
-    shear=2.0,
-)
-HSV_PROB, FLIP_PROB, MAX_LABELS = 1.0, 0.5, 120
+# The full YOLOX recipe (mosaic + MixUp at 640: L/M/X), as this project's defaults give it.
+_RECIPE = yolox_augmentation_defaults("l")
+IMAGE_SIZE = tuple(_RECIPE.pop("image_size"))
+HSV_PROB, FLIP_PROB = _RECIPE.pop("hsv_prob"), _RECIPE.pop("flip_prob")
+RECIPE = _RECIPE  # the keyword arguments MosaicDetection and MosaicMixupDataset share
+MAX_LABELS = 120
 
 Item = Tuple[str, np.ndarray, np.ndarray, int, int]  # file, boxes XYXY, classes, height, width
 

@@ -28,9 +28,9 @@ from benchlib import REPO_ROOT, Report, Stats, alternate, command_line, finish, 
 
 # (yolox_d2 variant, input size) in the order of the report
 VARIANT_SIZES = [("nano", 416), ("tiny", 416), ("s", 640)]
-# GFLOPs (2 x multiply-adds) of one forward at these sizes, from fvcore on our model (the test
-# tests/test_model_complexity.py checks the same counts against REFERENCE.md).
-_GFLOPS_AT_640 = {"s": 26.807}
+# GFLOPs (2 x multiply-adds) of one YOLOX-S forward at 640, from fvcore on our model (the test
+# tests/test_model_complexity.py checks the same count against REFERENCE.md).
+S_GFLOPS_AT_640 = 26.807
 
 
 def get_parser():
@@ -119,7 +119,7 @@ def main(argv=None):
                     so.fmt(), su.fmt(), f"**{r:.2f}x**", f"{err:.1e}",
                 ])
                 if variant == "s" and batch == 1:
-                    gflops = _GFLOPS_AT_640["s"] * (size / 640) ** 2
+                    gflops = S_GFLOPS_AT_640 * (size / 640) ** 2
                     figures[f"s_{mode}_gflops_per_s_ours"] = gflops / (su.median / 1e3)
                     figures[f"s_{mode}_gflops_per_s_official"] = gflops / (so.median / 1e3)
 

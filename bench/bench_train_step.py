@@ -81,6 +81,7 @@ def main(argv=None):
     rows, figures = [], {}
     notes = []
     lr = 0.01 / 64
+    cfg = LazyConfig.load(f"{REPO_ROOT}/configs/yolox_s.py")
     for batch in args.batch_sizes:
         for num_gts in args.num_gts:
             official, ours = converted_pair(pathlib.Path(REPO_ROOT), "s")
@@ -88,7 +89,6 @@ def main(argv=None):
             exp = get_exp(None, "yolox-s")
             exp.model, exp.warmup_epochs, exp.basic_lr_per_img = official, 0, lr
             official_opt = exp.get_optimizer(batch)
-            cfg = LazyConfig.load(f"{REPO_ROOT}/configs/yolox_s.py")
             cfg.optimizer.params.model = ours
             cfg.optimizer.lr = lr * batch
             ours_opt = instantiate(cfg.optimizer)

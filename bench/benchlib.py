@@ -42,7 +42,6 @@ __all__ = [
     "finish",
     "photo_paths",
     "command_line",
-    "ratio",
 ]
 
 
@@ -204,10 +203,6 @@ def command_line() -> str:
     script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO_ROOT)
     args = [a for i, a in enumerate(sys.argv[1:]) if not (a == "--json" or sys.argv[i] == "--json")]
     return " ".join(["python", script, *args])
-
-
-def ratio(ours: float, official: float) -> str:
-    return f"{ours / official:.2f}x"
 
 
 def photo_paths() -> List[str]:

@@ -29,14 +29,15 @@ from benchlib import REPO_ROOT
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
-# name -> (script, extra args on the CPU, extra args on CUDA)
-BENCHMARKS: Dict[str, Tuple[str, List[str], List[str]]] = {
-    "forward": ("bench_forward.py", [], ["--device", "cuda"]),
-    "predictor": ("bench_predictor.py", [], None),
-    "train_step": ("bench_train_step.py", [], ["--device", "cuda"]),
-    "simota": ("bench_simota.py", [], None),
-    "data": ("bench_data.py", [], None),
-    "accuracy": ("accuracy_trees.py", [], None),
+# name -> (script, takes run_all's --threads, extra args on CUDA (None: CPU only)). The accuracy
+# run keeps its own default: two trainings at once, one thread each.
+BENCHMARKS: Dict[str, Tuple[str, bool, Optional[List[str]]]] = {
+    "forward": ("bench_forward.py", True, ["--device", "cuda"]),
+    "predictor": ("bench_predictor.py", True, None),
+    "train_step": ("bench_train_step.py", True, ["--device", "cuda"]),
+    "simota": ("bench_simota.py", True, None),
+    "data": ("bench_data.py", True, None),
+    "accuracy": ("accuracy_trees.py", False, None),
 }
 
 # (benchmark, figure, description, comparison, threshold): the targets of issue #4, on the CPU.
@@ -135,15 +136,14 @@ def compose(reports: Dict[str, dict], failures: Dict[str, str], machine: Dict[st
 
 
 def run_one(name: str, args, workdir: str, extra: List[str], log: Callable[[str], None]) -> Tuple[Optional[dict], str, float]:
-    script, cpu_args, cuda_args = BENCHMARKS[name]
-    device_args = cuda_args if args.device == "cuda" else cpu_args
-    if device_args is None:
-        device_args = []
+    script, takes_threads, cuda_args = BENCHMARKS[name]
     json_path = os.path.join(workdir, f"{name}.json")
     cmd = [sys.executable, os.path.join(BENCH_DIR, script), "--json", json_path]
-    if name != "accuracy":  # the accuracy run trains two models at once, one thread each
+    if takes_threads:
         cmd += ["--threads", str(args.threads)]
-    cmd += device_args + extra
+    if args.device == "cuda":
+        cmd += cuda_args
+    cmd += extra
     log(f"[run_all] {name}: {' '.join(os.path.relpath(c, REPO_ROOT) if c.startswith(REPO_ROOT) else c for c in cmd)}")
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
