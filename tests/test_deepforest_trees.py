@@ -15,6 +15,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import yolox_d2.data  # noqa: F401  (registers the datasets)
 from yolox_d2.data.datasets import deepforest_trees as dft
+from yolox_d2.data.datasets.tiling import boxes_in_tile, tile_starts
+from yolox_d2.data.datasets.voc_xml import find_annotated_sources
 
 HAS_DEEPFOREST = importlib.util.find_spec("deepforest") is not None
 needs_deepforest = pytest.mark.skipif(not HAS_DEEPFOREST, reason=dft.DEEPFOREST_INSTALL_COMMAND)
@@ -41,6 +43,30 @@ def fake_data(tmp_path):
     )
     write_voc(str(data_dir), "photo_b", 200, 200, [(20, 30, 80, 90)], seed=1)
     return str(data_dir)
+
+
+def test_voc_folder_sources_skip_what_cannot_be_used(tmp_path, caplog):
+    """The VOC reader works on any folder of xml + photos, not only deepforest's."""
+    data_dir = str(tmp_path)
+    write_voc(data_dir, "b_photo", 40, 60, [(1, 2, 30, 20), (5, 5, 9, 9)])
+    write_voc(data_dir, "a_renamed", 40, 60, [(0, 0, 10, 10)])
+    with open(os.path.join(data_dir, "a_renamed.xml")) as f:  # <filename> names a missing file
+        xml = f.read().replace("a_renamed.png", "moved_away.png")
+    with open(os.path.join(data_dir, "a_renamed.xml"), "w") as f:
+        f.write(xml)
+    write_voc(data_dir, "c_no_boxes", 40, 60, [])
+    write_voc(data_dir, "d_no_image", 40, 60, [(0, 0, 10, 10)])
+    os.remove(os.path.join(data_dir, "d_no_image.png"))
+    with open(os.path.join(data_dir, "e_broken.xml"), "w") as f:
+        f.write("<annotation><object>")
+    sources = find_annotated_sources(data_dir)
+    assert [s.name for s in sources] == ["a_renamed", "b_photo"]
+    a, b = sources
+    assert a.image_path == os.path.join(data_dir, "a_renamed.png")  # found by the xml's stem
+    assert (b.width, b.height, b.labels) == (60, 40, ("Tree", "Tree"))
+    np.testing.assert_allclose(b.boxes, [[1, 2, 30, 20], [5, 5, 9, 9]])
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert "d_no_image.xml" in warnings and "e_broken.xml" in warnings
 
 
 def test_registration_is_lazy_and_has_metadata(tmp_path):
@@ -74,20 +100,20 @@ def test_missing_deepforest_gives_install_command(monkeypatch, tmp_path):
 
 
 def test_tile_starts():
-    assert dft.tile_starts(400, 400, 300) == [0]
-    assert dft.tile_starts(250, 400, 300) == [0]
-    assert dft.tile_starts(1249, 400, 300) == [0, 300, 600, 849]
-    assert dft.tile_starts(1000, 400, 300) == [0, 300, 600]
+    assert tile_starts(400, 400, 300) == [0]
+    assert tile_starts(250, 400, 300) == [0]
+    assert tile_starts(1249, 400, 300) == [0, 300, 600, 849]
+    assert tile_starts(1000, 400, 300) == [0, 300, 600]
     with pytest.raises(ValueError):
-        dft.tile_starts(1000, 400, 0)
+        tile_starts(1000, 400, 0)
 
 
 def test_boxes_in_tile_visibility_rule():
     boxes = np.array([[10, 10, 50, 50], [90, 10, 130, 50], [70, 10, 110, 50], [200, 200, 220, 220]], float)
-    kept, idx = dft.boxes_in_tile(boxes, (0, 0, 100, 100), 0.5)
+    kept, idx = boxes_in_tile(boxes, (0, 0, 100, 100), 0.5)
     assert idx.tolist() == [0, 2]  # 25% visible dropped, 75% kept, outside dropped
     np.testing.assert_allclose(kept, [[10, 10, 50, 50], [70, 10, 100, 50]])
-    kept, idx = dft.boxes_in_tile(boxes, (50, 0, 150, 100), 0.5)
+    kept, idx = boxes_in_tile(boxes, (50, 0, 150, 100), 0.5)
     np.testing.assert_allclose(kept, [[40, 10, 80, 50], [20, 10, 60, 50]])
 
 
@@ -117,7 +143,7 @@ def test_real_dataset_splits_and_boxes(tmp_path, monkeypatch):
         assert cv2.imread(d["file_name"]).shape[:2] == (d["height"], d["width"])
     # every VOC box of every photo is represented in its split: whole in some tile, or at least
     # half visible in one (tile 400, overlap 100, boxes <= 108 px)
-    sources = {s.name: s for s in dft.find_annotated_sources()}
+    sources = {s.name: s for s in find_annotated_sources(dft.deepforest_data_dir())}
     assert sum(len(s.boxes) for s in sources.values()) > 900
     for split in (train, val):
         by_src = {}

@@ -23,11 +23,12 @@ from typing import IO, Any, Callable, Dict, Optional
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from ..utils.file_io import is_local_path, local_path
+
 __all__ = [
     "AtomicDetectionCheckpointer",
     "atomic_write",
     "atomic_torch_save",
-    "is_local_path",
     "remove_stale_temporaries",
 ]
 
@@ -36,16 +37,6 @@ logger = logging.getLogger(__name__)
 # Temporary files: ".<final name>.<pid>.<random>.tmp-ckpt", hidden and recognisable.
 _TMP_SUFFIX = ".tmp-ckpt"
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]+" + re.escape(_TMP_SUFFIX) + "$")
-
-
-def is_local_path(path: str) -> bool:
-    """Whether ``path`` is on the local file system (no URI scheme, or ``file://``)."""
-    return "://" not in str(path) or str(path).startswith("file://")
-
-
-def _local(path: str) -> str:
-    path = str(path)
-    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def _fsync_dir(directory: str) -> None:
@@ -74,7 +65,7 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> None:
         path: the final local path.
         write: called with a binary file object opened for writing.
     """
-    path = _local(path)
+    path = local_path(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(
         directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
@@ -169,8 +160,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         if os.path.basename(save_file) != basename:
             raise ValueError(f"Checkpoint name {name!r} must not contain a directory")
         self.logger.info("Saving checkpoint to %s", save_file)
-        os.makedirs(_local(self.save_dir), exist_ok=True)
-        remove_stale_temporaries(_local(self.save_dir))
+        os.makedirs(local_path(self.save_dir), exist_ok=True)
+        remove_stale_temporaries(local_path(self.save_dir))
         atomic_torch_save(data, save_file)
         self.tag_last_checkpoint(basename)
 
@@ -186,18 +177,3 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             return
         path = os.path.join(self.save_dir, "last_checkpoint")
         atomic_write(path, lambda f: f.write(last_filename_basename.encode("utf-8")))
-
-    def save_file(self, basename: str, data: Any) -> Optional[str]:
-        """
-        Atomically write ``data`` to ``<save_dir>/<basename>`` with ``torch.save`` *without*
-        tagging it as the last checkpoint (e.g. exported EMA weights). Only the saving
-        process writes.
-
-        Returns:
-            The path written, or None when this process does not save.
-        """
-        if not self.save_dir or not self.save_to_disk:
-            return None
-        path = os.path.join(self.save_dir, basename)
-        atomic_torch_save(data, path, self.path_manager)
-        return path
