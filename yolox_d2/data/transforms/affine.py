@@ -204,9 +204,10 @@ def affine_boxes(
     """
     The box part of the random affine (the pixel part is a ``cv2.warpAffine`` with
     :func:`affine_pixel_matrix`, or the fused renderer
-    :func:`~yolox_d2.data.transforms.mosaic.render_mosaic_affine`): each box becomes the box around the visible part of
-    its warped rectangle (:func:`apply_affine_to_boxes`), then boxes are filtered with
-    :func:`box_candidates` against the untransformed boxes times the scale ``s``.
+    :func:`~yolox_d2.data.transforms.mosaic.render_mosaic_affine`): each box becomes the box
+    around the visible part of its warped rectangle (:func:`apply_affine_to_boxes`), then
+    boxes are filtered with :func:`box_candidates` against the untransformed boxes times the
+    scale ``s``.
 
     Args:
         boxes: ``(N, 4)`` XYXY boxes of the input image.

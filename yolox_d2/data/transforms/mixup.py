@@ -19,7 +19,13 @@ from .flip import flip_boxes, flip_matrix
 from .letterbox import YOLOX_PAD_VALUE, SizeLike, letterbox_shape, to_hw
 from .opencv_output import border_value, write_into
 
-__all__ = ["MixupParams", "sample_mixup_params", "mixup_partner_boxes", "warp_mixup_partner", "average_images"]
+__all__ = [
+    "MixupParams",
+    "sample_mixup_params",
+    "mixup_partner_boxes",
+    "warp_mixup_partner",
+    "average_images",
+]
 
 
 class MixupParams(NamedTuple):

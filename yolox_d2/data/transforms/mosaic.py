@@ -127,8 +127,9 @@ def mosaic_boxes(
     area_thr: float = 0.2,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """
-    The box part of the mosaic (on its ``2h x 2w`` canvas): boxes are scaled and shifted with their image, clipped to
-    its pasted region and filtered with :func:`box_candidates` against their uncut extent.
+    The box part of the mosaic (on its ``2h x 2w`` canvas): boxes are scaled and shifted with
+    their image, clipped to its pasted region and filtered with :func:`box_candidates` against
+    their uncut extent.
 
     Args:
         tiles: 4 tiles from :func:`mosaic_tiles` (None: the image is not used, its boxes are
