@@ -35,6 +35,8 @@ _RECIPE = yolox_augmentation_defaults("l")
 
 Targets = Tuple[np.ndarray, np.ndarray]  # boxes (N, 4) XYXY, classes (N,)
 Part = Tuple[np.ndarray, np.ndarray, np.ndarray]  # image (HxWx3 uint8 BGR), boxes, classes
+Parts = List[Optional[Part]]  # the 4 mosaic images (None: a slot out of the output, not read)
+Tiles = List[Optional[T.MosaicTile]]
 
 
 def _pair(value, name: str) -> Tuple[float, float]:
@@ -325,7 +327,7 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             loaded[index] = self._load(index)[:3]
         return loaded[index]
 
-    def _mosaic_boxes(self, parts, tiles, M: np.ndarray, s: float) -> Targets:
+    def _mosaic_boxes(self, parts: Parts, tiles: Tiles, M: np.ndarray, s: float) -> Targets:
         """The mosaic's boxes after the affine ``M`` (scale ``s``); unread parts have none."""
         no_boxes = np.zeros((0, 4)), np.zeros((0,), np.int64)
         b, c = T.mosaic_boxes(
@@ -336,7 +338,9 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         )
         return T.affine_boxes(b, c, M, s, self.image_size, **self.box_filter)
 
-    def _draw_mixup_partner(self, n_boxes: int, rng: np.random.Generator, loaded):
+    def _draw_mixup_partner(
+        self, n_boxes: int, rng: np.random.Generator, loaded: Dict[int, Part]
+    ) -> Tuple[Optional[Part], Optional[T.MixupParams]]:
         """
         ``(partner, params)``: with probability ``mixup_prob`` (``enable_mixup``, ``n_boxes``
         mosaic boxes left and some annotated image readable) a uniformly drawn annotated image
@@ -357,7 +361,15 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         offsets = T.sample_hsv_offsets(rng, *self.hsv_gains) if rng.uniform() < self.hsv_prob else None
         return offsets, bool(rng.uniform() < self.flip_prob)
 
-    def _render_mosaic(self, parts, tiles, M: np.ndarray, partner, mix, flip: bool) -> np.ndarray:
+    def _render_mosaic(
+        self,
+        parts: Parts,
+        tiles: Tiles,
+        M: np.ndarray,
+        partner: Optional[Part],
+        mix: Optional[T.MixupParams],
+        flip: bool,
+    ) -> np.ndarray:
         """The mosaic + affine pixels at ``image_size``, MixUp partner blended in, flip folded in."""
         images = [None if p is None else p[0] for p in parts]
         image = T.render_mosaic_affine(images, tiles, M, self.image_size, fill=self.pad_value, flip=flip)

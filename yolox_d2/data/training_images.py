@@ -1,8 +1,8 @@
 """
 :class:`TrainingImages`: the training set behind
 :class:`~yolox_d2.data.mosaic_dataset.MosaicMixupDataset` as compact records (file, size, XYXY
-boxes, classes; serialized, so DataLoader workers share the memory), each loaded with its
-boxes clipped to the decoded image.
+boxes, classes; serialized to keep DataLoader worker memory flat), each loaded with its boxes
+clipped to the decoded image.
 
 An entry whose image cannot be decoded is reported once (a warning naming the file and
 ``image_id``) and remembered by the process: :meth:`TrainingImages.load` raises
@@ -31,6 +31,13 @@ def compact_record(d: Dict[str, Any]) -> Dict[str, Any]:
     :func:`~yolox_d2.data.validation.validate_dataset_dicts`): boxes as an XYXY_ABS float32
     array and int64 classes, crowd boxes left out. Boxes are clipped later, against the
     decoded image.
+
+    Args:
+        d: a validated Detectron2 dataset dict.
+
+    Returns:
+        ``{"file_name", "image_id", "height", "width" (when the dict has them), "boxes",
+        "classes"}``.
     """
     boxes, classes = [], []
     for ann in d.get("annotations", []):

@@ -44,13 +44,6 @@ def _hsv_lut(offsets: np.ndarray) -> np.ndarray:
     return lut
 
 
-def write_into(out: np.ndarray, result: np.ndarray) -> np.ndarray:
-    """Make sure an OpenCV result (``dst=out`` or not) is in ``out`` (copy when it is not)."""
-    if result is not out and not (result.shape == out.shape and np.shares_memory(result, out)):
-        out[...] = result.reshape(out.shape)
-    return out
-
-
 def apply_hsv_offsets(image: np.ndarray, offsets, out: Optional[np.ndarray] = None) -> np.ndarray:
     """
     Shift hue (modulo 180, OpenCV's 8-bit hue range), saturation and value (clipped to
