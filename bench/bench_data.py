@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 import torch
 
-from yolox_d2.data.mosaic import yolox_augmentation_defaults
+from yolox_d2.data import yolox_augmentation_defaults
 
 from benchlib import Report, Stats, add_common_args, alternate, command_line, finish, photo_paths, set_threads
 

@@ -20,8 +20,10 @@ from detectron2.structures import Boxes, BoxMode, Instances
 
 from yolox_d2.data import transforms as T
 from yolox_d2.data.build import build_yolox_test_loader, build_yolox_train_loader, find_mosaic_dataset
-from yolox_d2.data.mappers import ImageReadError, YOLOXTestMapper
-from yolox_d2.data.mosaic import MosaicMixupDataset, yolox_augmentation_defaults
+from yolox_d2.data.augmentation_defaults import yolox_augmentation_defaults
+from yolox_d2.data.image_io import ImageReadError
+from yolox_d2.data.mappers import YOLOXTestMapper
+from yolox_d2.data.mosaic_dataset import MosaicMixupDataset
 
 from tests.test_transforms import PALETTE, check_boxes
 
@@ -291,6 +293,37 @@ def test_lazyconfig_and_per_size_defaults(dicts):
         yolox_augmentation_defaults("huge")
 
 
+def test_constructor_defaults_are_the_large_model_recipe(dicts):
+    """MosaicMixupDataset's augmentation defaults (what LazyConfig sees) are the table's L row."""
+    import inspect
+
+    params = inspect.signature(MosaicMixupDataset).parameters
+    large = yolox_augmentation_defaults("l")
+    assert {k: params[k].default for k in large} == large
+    assert large == dict(
+        image_size=(640, 640),
+        mosaic_prob=1.0,
+        mixup_prob=1.0,
+        enable_mixup=True,
+        mosaic_scale=(0.1, 2.0),
+        mixup_scale=(0.5, 1.5),
+        degrees=10.0,
+        translate=0.1,
+        shear=2.0,
+        hsv_prob=1.0,
+        flip_prob=0.5,
+    )
+    name = f"_yolox_d2_test_{uuid.uuid4().hex[:8]}"
+    DatasetCatalog.register(name, lambda: dicts)
+    try:
+        ds = instantiate(L(MosaicMixupDataset)(dataset_dicts=L(get_detection_dataset_dicts)(names=name)))
+    finally:
+        DatasetCatalog.remove(name)
+    assert ds.image_size == (640, 640) and ds.mosaic_scale == (0.1, 2.0) and ds.mixup_scale == (0.5, 1.5)
+    assert (ds.mosaic_prob, ds.mixup_prob, ds.enable_mixup, ds.hsv_prob, ds.flip_prob) == (1.0, 1.0, True, 1.0, 0.5)
+    assert (ds.degrees, ds.translate, ds.shear) == (10.0, 0.1, 2.0)
+
+
 def test_unreadable_image_error_names_file(tmp_path, dicts, caplog):
     """
     Training skips what it cannot read (validation drops the missing file, the sample of an
@@ -344,8 +377,8 @@ def test_fast_png_reader_matches_the_general_reader(tmp_path, monkeypatch):
     """
     from PIL import Image, PngImagePlugin
 
-    import yolox_d2.data.mosaic as mosaic_module
-    from yolox_d2.data.mappers import ImageSizeMismatchError, read_image_bgr
+    from yolox_d2.data import image_io
+    from yolox_d2.data.image_io import ImageSizeMismatchError, read_image_bgr
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
@@ -371,19 +404,19 @@ def test_fast_png_reader_matches_the_general_reader(tmp_path, monkeypatch):
     Image.fromarray(rgb).save(files["jpeg"], quality=90)
 
     general_calls = []
-    original = mosaic_module.read_image_bgr
+    original = image_io.read_image_bgr
 
     def counting(record, *args, **kwargs):
         general_calls.append(record["file_name"])
         return original(record, *args, **kwargs)
 
-    monkeypatch.setattr(mosaic_module, "read_image_bgr", counting)
+    monkeypatch.setattr(image_io, "read_image_bgr", counting)
     for name, path in files.items():
         expected = read_image_bgr({"file_name": str(path), "image_id": 1})
         h, w = expected.shape[:2]
         record = {"file_name": str(path), "image_id": 1, "height": h, "width": w}
         del general_calls[:]
-        np.testing.assert_array_equal(mosaic_module._read_training_image(record), expected, err_msg=name)
+        np.testing.assert_array_equal(image_io.read_training_image(record), expected, err_msg=name)
         fast = name in ("rgb", "gray", "rgba")
         assert (general_calls == []) == fast, (name, general_calls)
     assert read_image_bgr({"file_name": str(files["exif"])}).shape[:2] == (50, 40)  # rotated
@@ -402,10 +435,10 @@ def test_fast_png_reader_matches_the_general_reader(tmp_path, monkeypatch):
             expected = read_image_bgr(record)
         except ImageReadError as e:
             with pytest.raises(ImageReadError) as got:
-                mosaic_module._read_training_image(record)
+                image_io.read_training_image(record)
             assert str(got.value) == str(e) and str(path) in str(e) and f"id-{name}" in str(e)
         else:  # PIL accepts a PNG without IEND; OpenCV does not, the general reader is used
-            np.testing.assert_array_equal(mosaic_module._read_training_image(record), expected)
+            np.testing.assert_array_equal(image_io.read_training_image(record), expected)
     wrong_size = {"file_name": str(files["rgb"]), "image_id": 9, "height": 50, "width": 40}
     with pytest.raises(ImageSizeMismatchError, match="image_id=9"):
-        mosaic_module._read_training_image(wrong_size)
+        image_io.read_training_image(wrong_size)

@@ -1,5 +1,7 @@
 """
-Box / pixel consistency of the YOLOX augmentations in :mod:`yolox_d2.data.transforms`.
+Box / pixel consistency of the YOLOX augmentations in :mod:`yolox_d2.data.transforms` and of
+the step-by-step reference chain in :mod:`tests.reference_transforms`, and the fused renderers
+against that reference.
 
 Every ground-truth box is drawn as a filled rectangle of its own colour (a vertex of the RGB
 cube, so interpolated edge pixels never look like another rectangle's colour) on a plain
@@ -16,6 +18,8 @@ import numpy as np
 import pytest
 
 from yolox_d2.data import transforms as T
+
+from tests import reference_transforms as R
 
 # BGR vertex colours; background 0, fill 114
 PALETTE = np.array(
@@ -119,6 +123,27 @@ def test_letterbox_resize_sizes_and_official_parity():
         np.testing.assert_allclose(boxes, [[0, 0, W * r, H * r]], rtol=1e-6)
 
 
+def test_letterbox_chw_is_the_resized_image_in_chw_layout():
+    """letterbox_chw: letterbox_resize (no padding) then HWC -> CHW, contiguous, the ratio a float."""
+    from yolox.data.data_augment import preproc  # test-time reference only
+
+    rng = np.random.default_rng(1)
+    for H, W, size in [(300, 500, (640, 640)), (480, 640, (416, 416)), (100, 50, 64), (64, 64, 64)]:
+        img = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+        chw, r = T.letterbox_chw(img, size)
+        resized, r_ref = T.letterbox_resize(img, size)
+        assert type(r) is float and r == r_ref
+        assert chw.dtype == np.uint8 and chw.flags.c_contiguous
+        assert chw.shape == (3,) + resized.shape[:2]
+        np.testing.assert_array_equal(chw, resized.transpose(2, 0, 1))
+        # the official preproc's top-left block (before its 114 padding)
+        ref, _ = preproc(img, T.to_hw(size))
+        np.testing.assert_array_equal(chw, ref[:, : chw.shape[1], : chw.shape[2]].astype(np.uint8))
+        assert not np.shares_memory(chw, img)
+    with pytest.raises(ValueError, match="HxWxC"):
+        T.letterbox_chw(np.zeros((10, 10), np.uint8), 8)
+
+
 def test_box_consistency_letterbox():
     img, boxes, classes = base_image()
     for size in [(320, 320), (100, 100), (416, 640)]:
@@ -140,13 +165,13 @@ def test_box_consistency_flip():
 def test_augment_hsv_noop_and_ranges():
     img, boxes, classes = base_image()
     rng = np.random.default_rng(0)
-    same = T.augment_hsv(img, rng, 0, 0, 0)
+    same = R.augment_hsv(img, rng, 0, 0, 0)
     np.testing.assert_array_equal(same, img)  # no-op keeps colours exactly
     check_boxes(same, boxes, classes, range(7), tol=0.01)
-    changed = [not np.array_equal(T.augment_hsv(img, np.random.default_rng(s)), img) for s in range(10)]
+    changed = [not np.array_equal(R.augment_hsv(img, np.random.default_rng(s)), img) for s in range(10)]
     assert sum(changed) >= 5
-    a = T.augment_hsv(img, np.random.default_rng(3))
-    b = T.augment_hsv(img, np.random.default_rng(3))
+    a = R.augment_hsv(img, np.random.default_rng(3))
+    b = R.augment_hsv(img, np.random.default_rng(3))
     np.testing.assert_array_equal(a, b)
     assert a.dtype == np.uint8 and a.shape == img.shape
 
@@ -177,7 +202,7 @@ def test_augment_hsv_matches_official(monkeypatch):
         ref = img.copy()
         official.augment_hsv(ref, 5, 30, 30)
         monkeypatch.undo()
-        ours = T.augment_hsv(img, FixedRng(u, i), 5, 30, 30)
+        ours = R.augment_hsv(img, FixedRng(u, i), 5, 30, 30)
         np.testing.assert_array_equal(ours, ref)
 
 
@@ -194,7 +219,7 @@ def test_box_candidates_rule():
 def test_box_consistency_random_affine(seed):
     img, boxes, classes = base_image()
     kwargs = dict(degrees=10.0, translate=0.1, scale=(0.5, 1.5), shear=2.0, target_size=(180, 220))
-    out, new_boxes, new_classes = T.random_affine(img, boxes, classes, np.random.default_rng(seed), **kwargs)
+    out, new_boxes, new_classes = R.random_affine(img, boxes, classes, np.random.default_rng(seed), **kwargs)
     assert out.shape == (180, 220, 3)
     # replay the draw: full transformed area of each rectangle bounds what may be dropped
     M, s = T.sample_affine_matrix(
@@ -248,7 +273,7 @@ def test_apply_affine_to_boxes_clips_the_warped_rectangle():
 def test_random_affine_strong_rotation_and_shear():
     img, boxes, classes = base_image()
     for seed in range(4):
-        out, nb, nc = T.random_affine(
+        out, nb, nc = R.random_affine(
             img,
             boxes,
             classes,
@@ -280,7 +305,7 @@ def test_random_affine_drops_vanished_boxes():
         (100, 148, 140, 160, 5),  # 2 px sliver inside: dropped by the size rule
     ]
     img, boxes, classes = make_image(200, 200, rects)
-    out, nb, nc = T.random_affine(
+    out, nb, nc = R.random_affine(
         img,
         boxes,
         classes,
@@ -299,7 +324,7 @@ def test_random_affine_drops_vanished_boxes():
     np.testing.assert_allclose(got[3], [90, 10, 100, 50], atol=1e-4)
     check_boxes(out, nb, nc, range(6), max_dropped_area={4: 200, 5: 100, 0: 0, 1: 0, 2: 0, 3: 0})
     # border convention: target_size None and border = -50 gives the same crop
-    out2, nb2, _ = T.random_affine(
+    out2, nb2, _ = R.random_affine(
         img,
         boxes,
         classes,
@@ -327,7 +352,7 @@ def mosaic_inputs():
 @pytest.mark.parametrize("seed", range(6))
 def test_box_consistency_mosaic(seed):
     images, boxes, classes = mosaic_inputs()
-    canvas, nb, nc = T.mosaic(images, boxes, classes, np.random.default_rng(seed), size=(128, 128))
+    canvas, nb, nc = R.mosaic(images, boxes, classes, np.random.default_rng(seed), size=(128, 128))
     assert canvas.shape == (256, 256, 3)
     assert (canvas == 114).all(-1).any()  # empty area filled with 114
     # every image is scaled by min(128/h, 128/w) <= 1.28; cut boxes keep > 20% of their area
@@ -342,8 +367,8 @@ def test_box_consistency_mosaic(seed):
 def test_box_consistency_mosaic_then_affine(seed):
     images, boxes, classes = mosaic_inputs()
     rng = np.random.default_rng(seed)
-    canvas, nb, nc = T.mosaic(images, boxes, classes, rng, size=(128, 128))
-    out, nb, nc = T.random_affine(
+    canvas, nb, nc = R.mosaic(images, boxes, classes, rng, size=(128, 128))
+    out, nb, nc = R.random_affine(
         canvas, nb, nc, rng, degrees=10.0, translate=0.1, scale=(0.5, 1.5), shear=2.0, target_size=(128, 128)
     )
     assert out.shape == (128, 128, 3)
@@ -363,16 +388,16 @@ def test_box_consistency_mixup(seed):
     black_main = np.zeros_like(main)
     black_partner = np.zeros_like(partner)
     kw = dict(scale=(0.5, 1.5), flip_prob=0.5, fill=0)  # fill 0 keeps the blend exactly linear
-    out, nb, nc = T.mixup(
+    out, nb, nc = R.mixup(
         main, main_boxes, main_classes, partner, p_boxes, p_classes, np.random.default_rng(seed), **kw
     )
     assert out.shape == main.shape and out.dtype == np.uint8
     np.testing.assert_allclose(nb[:3], main_boxes)  # own boxes unchanged, first
     # same draws, one side black: the blend shows each side at half intensity
-    only_partner, _, _ = T.mixup(
+    only_partner, _, _ = R.mixup(
         black_main, main_boxes, main_classes, partner, p_boxes, p_classes, np.random.default_rng(seed), **kw
     )
-    only_main, _, _ = T.mixup(
+    only_main, _, _ = R.mixup(
         main, main_boxes, main_classes, black_partner, p_boxes, p_classes, np.random.default_rng(seed), **kw
     )
     diff = out.astype(int) - only_main.astype(int) - only_partner.astype(int)
@@ -387,7 +412,7 @@ def test_box_consistency_mixup(seed):
     check_boxes(only_main, nb[:3], nc[:3], [0, 1, 2], palette=half, ctol=30, tol=0.01)
     # default fill: areas the partner does not cover are blended with 114
     jit_small_seed = next(s for s in range(100) if np.random.default_rng(s).uniform(0.5, 1.5) < 0.8)
-    out114, _, _ = T.mixup(
+    out114, _, _ = R.mixup(
         black_main,
         main_boxes,
         main_classes,
@@ -405,7 +430,7 @@ def test_mixup_partner_boxes_move_with_pixels_when_flipped():
     partner, p_boxes, p_classes = make_image(100, 100, [(10, 20, 40, 60, 0)])
     found_flip = found_plain = False
     for seed in range(20):
-        out, nb, nc = T.mixup(
+        out, nb, nc = R.mixup(
             main,
             np.zeros((0, 4)),
             np.zeros(0),
@@ -430,10 +455,10 @@ def test_transforms_are_reproducible():
 
     def run(seed):
         rng = np.random.default_rng(seed)
-        canvas, b, c = T.mosaic(images, boxes, classes, rng, size=(96, 96))
-        out, b, c = T.random_affine(canvas, b, c, rng, target_size=(96, 96))
-        out, b, c = T.mixup(out, b, c, images[1], boxes[1], classes[1], rng)
-        return T.augment_hsv(out, rng), b, c
+        canvas, b, c = R.mosaic(images, boxes, classes, rng, size=(96, 96))
+        out, b, c = R.random_affine(canvas, b, c, rng, target_size=(96, 96))
+        out, b, c = R.mixup(out, b, c, images[1], boxes[1], classes[1], rng)
+        return R.augment_hsv(out, rng), b, c
 
     a, b = run(5), run(5)
     np.testing.assert_array_equal(a[0], b[0])
@@ -445,12 +470,12 @@ def test_transforms_are_reproducible():
 # ------------------------------------------------------------------------------------------
 # The fused renderers (used by MosaicMixupDataset) against the step-by-step reference
 def _reference_chain(images, boxes, classes, partner, rng, size, scale, flip):
-    canvas, b, c = T.mosaic(images, boxes, classes, rng, size=size)
-    out, b, c = T.random_affine(
+    canvas, b, c = R.mosaic(images, boxes, classes, rng, size=size)
+    out, b, c = R.random_affine(
         canvas, b, c, rng, degrees=10.0, translate=0.1, scale=scale, shear=2.0, target_size=size
     )
     if partner is not None:
-        out, b, c = T.mixup(out, b, c, *partner, rng)
+        out, b, c = R.mixup(out, b, c, *partner, rng)
     if flip:
         out, b = T.horizontal_flip(out, b)
     return out, b, c
@@ -537,8 +562,8 @@ def test_invisible_mosaic_slots_change_nothing(seed):
         for imgs in (images, grey):
             r = np.random.default_rng(0)
             r.bit_generator.state = state
-            canvas, b, c = T.mosaic(imgs, boxes, classes, r, size=size)
-            outs.append(T.random_affine(canvas, b, c, r, scale=(1.2, 2.0), target_size=size))
+            canvas, b, c = R.mosaic(imgs, boxes, classes, r, size=size)
+            outs.append(R.random_affine(canvas, b, c, r, scale=(1.2, 2.0), target_size=size))
         np.testing.assert_array_equal(outs[0][0], outs[1][0])
         hidden = {int(k) for cl, v in zip(classes, visible) if not v for k in cl}  # distinct per image
         assert not hidden & set(outs[0][2].tolist())

@@ -1,14 +1,19 @@
 """
-YOLOX data pipeline for Detectron2: augmentations (:mod:`.transforms`), the Mosaic / MixUp
-training dataset (:mod:`.mosaic`), the test mapper (:mod:`.mappers`), loader builders
-(:mod:`.build`) and bundled datasets (:mod:`.datasets`, registered on import).
+YOLOX data pipeline for Detectron2: augmentations (:mod:`.transforms`), image reading
+(:mod:`.image_io`), the Mosaic / MixUp training dataset (:mod:`.mosaic_dataset`, over the
+records of :mod:`.training_images`, with the per-variant recipe of
+:mod:`.augmentation_defaults`), the test mapper (:mod:`.mappers`), loader builders
+(:mod:`.build`), dataset validation (:mod:`.validation`) and bundled datasets
+(:mod:`.datasets`, registered on import).
 """
 
 from . import datasets  # noqa: F401  (registers the bundled datasets; cheap, lazy)
 from . import transforms
+from .augmentation_defaults import YOLOX_AUGMENTATION_DEFAULTS, yolox_augmentation_defaults
 from .build import build_yolox_test_loader, build_yolox_train_loader, find_mosaic_dataset
-from .mappers import ImageReadError, ImageSizeMismatchError, YOLOXTestMapper, decode_image_bgr, read_image_bgr
-from .mosaic import YOLOX_AUGMENTATION_DEFAULTS, MosaicMixupDataset, yolox_augmentation_defaults
+from .image_io import ImageReadError, ImageSizeMismatchError, decode_image_bgr, read_image_bgr
+from .mappers import YOLOXTestMapper
+from .mosaic_dataset import MosaicMixupDataset
 from .validation import (
     DataIssueReport,
     DatasetValidationError,

@@ -27,7 +27,7 @@ from detectron2.data.samplers import TrainingSampler
 from detectron2.utils import comm
 
 from .mappers import YOLOXTestMapper
-from .mosaic import MosaicMixupDataset
+from .mosaic_dataset import MosaicMixupDataset
 from .validation import DatasetValidationError, validate_dataset_dicts
 
 __all__ = ["build_yolox_train_loader", "build_yolox_test_loader", "find_mosaic_dataset"]
@@ -100,7 +100,7 @@ def build_yolox_test_loader(
     listing the files and image ids (evaluation never skips images: that would silently score
     another dataset); annotation problems are logged (the evaluator reads the registered
     annotations itself). An image that turns out to be undecodable during inference raises
-    :class:`~yolox_d2.data.mappers.ImageReadError` from the mapper, naming the file and id.
+    :class:`~yolox_d2.data.image_io.ImageReadError` from the mapper, naming the file and id.
 
     Args:
         dataset: a registered dataset name, a list of names (concatenated, empty images kept),

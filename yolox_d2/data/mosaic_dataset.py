@@ -10,79 +10,33 @@ Bad data never stops a training run: the dataset dicts are checked once when the
 built (:func:`~yolox_d2.data.validation.validate_dataset_dicts`: bad boxes are dropped, images
 without a file are dropped, a summary is logged), boxes are clipped to the decoded image, and
 a sample whose image cannot be decoded is skipped with a warning naming the file, another one
-being drawn in its place.
+being drawn in its place (:mod:`~yolox_d2.data.training_images`).
 """
 
 import logging
-import os
-import struct
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
-from detectron2.data.common import DatasetFromList
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import Boxes, Instances
 from detectron2.utils import comm
-from detectron2.utils.file_io import PathManager
 
 from . import transforms as T
-from .mappers import ImageReadError, read_image_bgr
+from .augmentation_defaults import yolox_augmentation_defaults
+from .training_images import TrainingImages, UnreadableImage
 from .validation import DataIssueReport, ValidatedDatasetDicts, validate_dataset_dicts
 
-__all__ = ["MosaicMixupDataset", "yolox_augmentation_defaults", "YOLOX_AUGMENTATION_DEFAULTS"]
+__all__ = ["MosaicMixupDataset"]
 
 logger = logging.getLogger(__name__)
 
-_BASE_AUG = dict(
-    mosaic_prob=1.0,
-    mixup_prob=1.0,
-    enable_mixup=True,
-    mosaic_scale=(0.1, 2.0),
-    mixup_scale=(0.5, 1.5),
-    degrees=10.0,
-    translate=0.1,
-    shear=2.0,
-    hsv_prob=1.0,
-    flip_prob=0.5,
-)
-_SMALL_AUG = dict(_BASE_AUG, enable_mixup=False, mosaic_scale=(0.5, 1.5))
+# The constructor's augmentation defaults: the large-model (L / M / X) row of the recipe table.
+_RECIPE = yolox_augmentation_defaults("l")
 
-#: Per-variant augmentation keyword arguments for :class:`MosaicMixupDataset` (plus the
-#: training ``image_size``). S / Tiny / Nano use the weakened recipe of the YOLOX paper
-#: (no MixUp, mosaic scale (0.5, 1.5); Nano mosaic prob 0.5). Note: the official
-#: ``exps/default/yolox_s.py`` (0.3.0) keeps the full L/M/X recipe for S.
-YOLOX_AUGMENTATION_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "nano": dict(_SMALL_AUG, mosaic_prob=0.5, image_size=(416, 416)),
-    "tiny": dict(_SMALL_AUG, image_size=(416, 416)),
-    "s": dict(_SMALL_AUG, image_size=(640, 640)),
-    "m": dict(_BASE_AUG, image_size=(640, 640)),
-    "l": dict(_BASE_AUG, image_size=(640, 640)),
-    "x": dict(_BASE_AUG, image_size=(640, 640)),
-    "darknet53": dict(_BASE_AUG, image_size=(640, 640)),
-}
-
-
-def yolox_augmentation_defaults(variant: str) -> Dict[str, Any]:
-    """
-    The recipe's :class:`MosaicMixupDataset` keyword arguments for a model variant.
-
-    Use as ``L(MosaicMixupDataset)(dataset_dicts=..., **yolox_augmentation_defaults("s"))``.
-
-    Args:
-        variant: one of ``nano, tiny, s, m, l, x, darknet53`` (case-insensitive, an optional
-            ``yolox_`` / ``yolox-`` prefix is ignored).
-
-    Returns:
-        A new dict (safe to modify).
-    """
-    key = variant.lower()
-    for prefix in ("yolox_", "yolox-"):
-        if key.startswith(prefix):
-            key = key[len(prefix) :]
-    if key not in YOLOX_AUGMENTATION_DEFAULTS:
-        raise KeyError(f"Unknown YOLOX variant {variant!r}; known: {sorted(YOLOX_AUGMENTATION_DEFAULTS)}")
-    return dict(YOLOX_AUGMENTATION_DEFAULTS[key])
+Targets = Tuple[np.ndarray, np.ndarray]  # boxes (N, 4) XYXY, classes (N,)
+Part = Tuple[np.ndarray, np.ndarray, np.ndarray]  # image (HxWx3 uint8 BGR), boxes, classes
+Parts = List[Optional[Part]]  # the 4 mosaic images (None: a slot out of the output, not read)
+Tiles = List[Optional[T.MosaicTile]]
 
 
 def _pair(value, name: str) -> Tuple[float, float]:
@@ -91,108 +45,6 @@ def _pair(value, name: str) -> Tuple[float, float]:
     if len(value) != 2 or value[0] > value[1]:
         raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
     return value
-
-
-def _compact_record(d: Dict[str, Any]) -> Dict[str, Any]:
-    """
-    Keep what training needs from a *validated* dataset dict (see
-    :func:`~yolox_d2.data.validation.validate_dataset_dicts`): boxes as an XYXY_ABS float32
-    array and int64 classes, crowd boxes left out. Boxes are clipped later, against the
-    decoded image.
-    """
-    boxes, classes = [], []
-    for ann in d.get("annotations", []):
-        if ann.get("iscrowd", 0):
-            continue
-        boxes.append(BoxMode.convert(list(ann["bbox"]), BoxMode(ann["bbox_mode"]), BoxMode.XYXY_ABS))
-        classes.append(int(ann["category_id"]))
-    size = {"height": int(d["height"]), "width": int(d["width"])} if "height" in d and "width" in d else {}
-    return {
-        "file_name": d["file_name"],
-        "image_id": d.get("image_id"),
-        **size,
-        "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-        "classes": np.asarray(classes, dtype=np.int64),
-    }
-
-
-class _UnreadableSample(Exception):
-    """Internal: dataset entry ``index`` could not be loaded (the error is ``cause``)."""
-
-    def __init__(self, index: int, cause: ImageReadError) -> None:
-        super().__init__(str(cause))
-        self.index = index
-        self.cause = cause
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Text chunk keywords from which PIL takes an EXIF orientation (see PIL.Image.getexif).
-_PNG_ORIENTATION_KEYWORDS = (b"Raw profile type exif", b"XML:com.adobe.xmp")
-
-
-def _png_is_plain(data: bytes) -> bool:
-    """
-    Whether PNG ``data`` is one that OpenCV decodes exactly like PIL: 8-bit gray / RGB / RGBA,
-    not animated, and nothing PIL could take an EXIF orientation from (an ``eXIf`` chunk, or
-    a ``tEXt`` / ``zTXt`` / ``iTXt`` chunk with an EXIF or XMP keyword). Walks the chunk
-    headers (a few dozen) without touching the compressed data.
-    """
-    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
-        return False
-    if data[24] != 8 or data[25] not in (0, 2, 6):  # bit depth, colour type
-        return False
-    pos, end = 8, len(data)
-    while pos + 8 <= end:
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        if kind in (b"eXIf", b"acTL"):
-            return False
-        if kind in (b"tEXt", b"zTXt", b"iTXt") and data[pos + 8 : pos + 8 + min(length, 80)].startswith(
-            _PNG_ORIENTATION_KEYWORDS
-        ):
-            return False
-        if kind == b"IEND":
-            return True
-        pos += 12 + length
-    return False  # no IEND: truncated, let the general reader judge
-
-
-def _decode_plain_png(data: bytes) -> Optional[np.ndarray]:
-    """
-    OpenCV decode of a plain PNG (:func:`_png_is_plain`), which gives exactly the pixels of
-    :func:`~yolox_d2.data.mappers.decode_image_bgr` (PIL, alpha dropped), about 30% faster.
-    None for anything else (other formats or PNG kinds, or data OpenCV cannot decode): the
-    caller then uses the general reader, which applies EXIF, converts other modes and raises
-    the errors.
-    """
-    if not _png_is_plain(data):
-        return None
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
-    if image is None or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
-        return None
-    return image
-
-
-def _read_training_image(record: Dict[str, Any]) -> np.ndarray:
-    """
-    :func:`~yolox_d2.data.mappers.read_image_bgr` of a training record (same pixels, same
-    errors), with a faster decode for plain 8-bit PNG files (:func:`_decode_plain_png`) whose
-    decoded size matches the record's; every other case (JPEG, EXIF, unusual modes, unreadable
-    or mismatching files) goes through ``read_image_bgr`` itself.
-    """
-    file_name = record.get("file_name")
-    if isinstance(file_name, (str, os.PathLike)) and os.fspath(file_name).lower().endswith(".png"):
-        try:
-            with PathManager.open(os.fspath(file_name), "rb") as f:
-                data = f.read()
-        except Exception:  # noqa: BLE001 - read_image_bgr reports it with the file name
-            data = b""
-        image = _decode_plain_png(data) if data else None
-        if image is not None and (
-            "height" not in record or (record["height"], record["width"]) == image.shape[:2]
-        ):
-            return image
-    return read_image_bgr(record)
 
 
 class MosaicMixupDataset(torch.utils.data.Dataset):
@@ -207,10 +59,10 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
 
     With mosaic enabled (and with probability ``mosaic_prob``): image ``i`` and 3 partners
     drawn uniformly from the *whole* dataset form a ``2h x 2w`` mosaic
-    (:func:`~yolox_d2.data.transforms.mosaic`), a random affine brings it to ``(h, w)``
-    (:func:`~yolox_d2.data.transforms.random_affine`), then with probability ``mixup_prob``
-    (if ``enable_mixup`` and some box survived) a uniformly drawn annotated image is blended
-    in (:func:`~yolox_d2.data.transforms.mixup`). Otherwise (mosaic disabled: the "no-aug"
+    (:mod:`~yolox_d2.data.transforms.mosaic`), a random affine brings it to ``(h, w)``
+    (:mod:`~yolox_d2.data.transforms.affine`), then with probability ``mixup_prob`` (if
+    ``enable_mixup`` and some box survived) a uniformly drawn annotated image is blended in
+    (:mod:`~yolox_d2.data.transforms.mixup`). Otherwise (mosaic disabled: the "no-aug"
     last epochs, or the ``1 - mosaic_prob`` draw) the image is letterboxed to fit ``(h, w)``.
     Both paths then apply, like the official ``TrainTransform``: HSV jitter with probability
     ``hsv_prob``, horizontal flip with probability ``flip_prob`` (in the plain path both happen
@@ -218,14 +70,14 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
     ``<= min_box_size``; at most ``max_labels`` boxes are kept. Samples may have 0 boxes.
 
     Speed: a mosaic sample makes the same random draws and the same boxes as the step-by-step
-    functions named above, but its pixels are rendered once at the output size (each output
-    pixel is sampled bilinearly from its source image, no ``2h x 2w`` canvas; MixUp partner,
-    HSV lookup tables and the flip applied on the output; see
-    :func:`~yolox_d2.data.transforms.render_mosaic_affine`), so they equal the step-by-step
-    result up to interpolation. A mosaic partner in a slot that the affine leaves out of the
-    output is not read (it could add no pixel and no box), an image drawn twice in one sample
-    is read once, and plain 8-bit PNG files are decoded with OpenCV (same pixels as the PIL
-    reader, which handles every other file).
+    chain (``tests/reference_transforms.py``: canvas, warp, MixUp canvas), but its pixels are
+    rendered once at the output size (each output pixel is sampled bilinearly from its source
+    image, no ``2h x 2w`` canvas; MixUp partner, HSV lookup tables and the flip applied on the
+    output; see :func:`~yolox_d2.data.transforms.render_mosaic_affine`), so they equal the
+    step-by-step result up to interpolation. A mosaic partner in a slot that the affine leaves
+    out of the output is not read (it could add no pixel and no box), an image drawn twice in
+    one sample is read once, and plain 8-bit PNG files are decoded with OpenCV (same pixels as
+    the PIL reader, which handles every other file; :mod:`~yolox_d2.data.image_io`).
 
     The mosaic switch (:meth:`set_mosaic_enabled`, :attr:`mosaic_enabled`) is a shared-memory
     tensor read by every ``__getitem__``, so it reaches existing worker processes.
@@ -248,17 +100,17 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         dataset_dicts: Sequence[Dict[str, Any]],
-        image_size: Sequence[int] = (640, 640),
-        mosaic_prob: float = 1.0,
-        mixup_prob: float = 1.0,
-        enable_mixup: bool = True,
-        mosaic_scale: Sequence[float] = (0.1, 2.0),
-        mixup_scale: Sequence[float] = (0.5, 1.5),
-        degrees: float = 10.0,
-        translate: float = 0.1,
-        shear: float = 2.0,
-        hsv_prob: float = 1.0,
-        flip_prob: float = 0.5,
+        image_size: Sequence[int] = _RECIPE["image_size"],
+        mosaic_prob: float = _RECIPE["mosaic_prob"],
+        mixup_prob: float = _RECIPE["mixup_prob"],
+        enable_mixup: bool = _RECIPE["enable_mixup"],
+        mosaic_scale: Sequence[float] = _RECIPE["mosaic_scale"],
+        mixup_scale: Sequence[float] = _RECIPE["mixup_scale"],
+        degrees: float = _RECIPE["degrees"],
+        translate: float = _RECIPE["translate"],
+        shear: float = _RECIPE["shear"],
+        hsv_prob: float = _RECIPE["hsv_prob"],
+        flip_prob: float = _RECIPE["flip_prob"],
         max_labels: Optional[int] = 120,
         seed: Optional[int] = None,
         enable_mosaic: bool = True,
@@ -282,6 +134,9 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
                 validated here with ``dataset_name``'s metadata. Stored serialized
                 (:class:`detectron2.data.common.DatasetFromList`) to keep worker memory flat.
             image_size: training size ``(height, width)`` of every output.
+            (The augmentation defaults, ``image_size`` to ``flip_prob``, are the large-model
+            recipe, :func:`~yolox_d2.data.augmentation_defaults.yolox_augmentation_defaults`
+            ``("l")``.)
             mosaic_prob: probability of building a mosaic when mosaic is enabled.
             mixup_prob: probability of MixUp on a mosaic sample (needs ``enable_mixup``).
             enable_mixup: allow MixUp at all (off for S / Tiny / Nano in the paper's recipe).
@@ -302,7 +157,8 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             box_ar_thr: :func:`~yolox_d2.data.transforms.box_candidates` max aspect ratio.
             box_area_thr: :func:`~yolox_d2.data.transforms.box_candidates` minimum kept area
                 fraction.
-            hsv_gains: ``(hgain, sgain, vgain)`` of :func:`~yolox_d2.data.transforms.augment_hsv`.
+            hsv_gains: ``(hgain, sgain, vgain)`` of
+                :func:`~yolox_d2.data.transforms.sample_hsv_offsets`.
             pad_value: fill value of padding and empty canvas areas (YOLOX: 114).
             dataset_name: registered name(s) of the dataset(s) the dicts come from: their
                 metadata (``thing_classes``, ``thing_dataset_id_to_contiguous_id``) declare
@@ -334,9 +190,7 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
                 "MosaicMixupDataset: no usable image left after validation: "
                 + self.data_report.summary()
             )
-        records = [_compact_record(d) for d in dataset_dicts]
-        self._nonempty = np.asarray([i for i, r in enumerate(records) if len(r["boxes"])], dtype=np.int64)
-        self._records = DatasetFromList(records, copy=False, serialize=True)
+        self._images = TrainingImages(dataset_dicts)
 
         self.image_size = T.to_hw(image_size)
         self.mosaic_prob = float(mosaic_prob)
@@ -362,8 +216,6 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         self.max_read_retries = int(max_read_retries)
         if self.max_read_retries < 0:
             raise ValueError(f"max_read_retries must be >= 0, got {max_read_retries}")
-        # Entries this process failed to decode (per process: workers learn on their own).
-        self._bad_indices: Set[int] = set()
 
         # Shared memory: the same storage is seen by every (forked or spawned) worker.
         self._mosaic_flag = torch.zeros(1, dtype=torch.uint8).share_memory_()
@@ -375,21 +227,9 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             "MosaicMixupDataset: %d images (%d with boxes), image_size=%s, mosaic=%s (p=%.2f, "
             "scale=%s), mixup=%s (p=%.2f, scale=%s), degrees=%g, translate=%g, shear=%g, "
             "hsv_prob=%g, flip_prob=%g, max_labels=%s",
-            len(records),
-            len(self._nonempty),
-            self.image_size,
-            bool(enable_mosaic),
-            self.mosaic_prob,
-            self.mosaic_scale,
-            self.enable_mixup,
-            self.mixup_prob,
-            self.mixup_scale,
-            self.degrees,
-            self.translate,
-            self.shear,
-            self.hsv_prob,
-            self.flip_prob,
-            self.max_labels,
+            len(self._images), len(self._images.annotated), self.image_size, bool(enable_mosaic),
+            self.mosaic_prob, self.mosaic_scale, self.enable_mixup, self.mixup_prob, self.mixup_scale,
+            self.degrees, self.translate, self.shear, self.hsv_prob, self.flip_prob, self.max_labels,
         )
 
     # ------------------------------------------------------------------ switch
@@ -433,112 +273,62 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ data
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._images)
 
     def _load(self, index: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]]:
-        """
-        Image (BGR), boxes (XYXY, clipped to the decoded image; boxes left empty are dropped),
-        classes and the compact record of dataset entry ``index``.
-
-        Raises:
-            _UnreadableSample: the image cannot be decoded (logged once per file; the entry
-                is remembered as bad).
-        """
-        index = int(index)
-        record = self._records[index]
-        try:
-            image = _read_training_image(record)
-        except ImageReadError as e:
-            if index not in self._bad_indices:
-                self._bad_indices.add(index)
-                logger.warning(
-                    "Skipping training image %s (image_id=%r): %s. Another image is drawn "
-                    "instead (%d unreadable so far in this process).",
-                    record["file_name"],
-                    record["image_id"],
-                    e,
-                    len(self._bad_indices),
-                )
-            raise _UnreadableSample(index, e) from e
-        h, w = image.shape[:2]
-        boxes = record["boxes"].astype(np.float64)
-        classes = record["classes"].copy()
-        if len(boxes):
-            # Boxes are clipped to the *decoded* image (EXIF applied), not to the declared size.
-            boxes = T.clip_boxes(boxes, w, h)
-            keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            if not keep.all():
-                logger.debug(
-                    "%s (image_id=%r): %d boxes outside the %dx%d image dropped",
-                    record["file_name"],
-                    record["image_id"],
-                    int((~keep).sum()),
-                    w,
-                    h,
-                )
-                boxes, classes = boxes[keep], classes[keep]
-        return image, boxes, classes, record
+        """:meth:`TrainingImages.load` (raises :class:`UnreadableImage`)."""
+        return self._images.load(index)
 
     def _readable(self, index: int, rng: np.random.Generator, pool: Optional[np.ndarray] = None) -> int:
-        """
-        ``index`` if it is not known to be unreadable, else a uniform redraw (from ``pool``,
-        default the whole dataset) that is not known to be unreadable; -1 when every entry of
-        ``pool`` is unreadable.
+        """:meth:`TrainingImages.readable`: ``index``, or a redraw when it is known unreadable."""
+        return self._images.readable(index, rng, pool)
 
-        Raises:
-            RuntimeError: every image of the dataset is unreadable.
-        """
-        if index not in self._bad_indices:
-            return index
-        n = len(self) if pool is None else len(pool)
-        for _ in range(64):
-            j = int(rng.integers(0, n)) if pool is None else int(pool[rng.integers(0, n)])
-            if j not in self._bad_indices:
-                return j
-        candidates = [
-            i for i in (range(n) if pool is None else pool.tolist()) if i not in self._bad_indices
-        ]
-        if not candidates:
-            if pool is not None:
-                return -1
-            raise RuntimeError(
-                f"MosaicMixupDataset: every image is unreadable ({len(self._bad_indices)} "
-                "failed in this process); see the warnings above for the files"
-            )
-        return int(candidates[rng.integers(0, len(candidates))])
-
-    def _mosaic_sample(self, index: int, rng: np.random.Generator):
+    # ------------------------------------------------------------------ samples
+    def _mosaic_sample(self, index: int, rng: np.random.Generator) -> Part:
         """
         Mosaic + random affine (+ MixUp) + HSV + flip at ``image_size``.
 
-        Every random draw comes first, in the order of the step-by-step reference
-        (:func:`~yolox_d2.data.transforms.mosaic`, :func:`~yolox_d2.data.transforms.random_affine`,
-        :func:`~yolox_d2.data.transforms.mixup`, HSV, flip), and boxes are computed with the
-        same functions, so both give the same boxes. The pixels are then rendered once at the
-        output size (:func:`~yolox_d2.data.transforms.render_mosaic_affine`,
-        :func:`~yolox_d2.data.transforms.warp_mixup_partner`, the flip folded into the warps),
-        and partner images in a slot the affine leaves out of the output are not read at all
-        (the primary image always is). An image drawn twice in a sample is decoded once.
+        Every random draw comes first, in the order of the step-by-step reference (mosaic,
+        random affine, MixUp, HSV, flip), and boxes are computed with the same functions, so
+        both give the same boxes. The pixels are then rendered once at the output size
+        (:meth:`_render_mosaic`), and partner images in a slot the affine leaves out of the
+        output are not read at all (the primary image always is). An image drawn twice in a
+        sample is decoded once.
         """
         h, w = self.image_size
-        n = len(self)
-        indices = [index] + [self._readable(int(i), rng) for i in rng.integers(0, n, 3)]
+        indices = [index] + [self._readable(int(i), rng) for i in rng.integers(0, len(self), 3)]
         center = T.mosaic_center(rng, self.image_size)
         M, s = T.sample_affine_matrix(
             rng, (2 * h, 2 * w), (h, w), self.degrees, self.translate, self.mosaic_scale, self.shear
         )
         visible = T.mosaic_slots_visible(center, self.image_size, M)
-        loaded: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        loaded: Dict[int, Part] = {}
+        parts = [self._load_once(i, loaded) if k == 0 or visible[k] else None for k, i in enumerate(indices)]
+        sizes = [None if p is None else p[0].shape[:2] for p in parts]
+        tiles = T.mosaic_tiles(sizes, center, self.image_size)
+        b, c = self._mosaic_boxes(parts, tiles, M, s)
+        partner, mix = self._draw_mixup_partner(len(b), rng, loaded)
+        if partner is not None:
+            pb, pc = T.mixup_partner_boxes(
+                partner[0].shape[:2], partner[1], partner[2], mix, self.image_size, **self.box_filter
+            )
+            b, c = np.concatenate([b, pb]).astype(np.float32), np.concatenate([c, pc])
+        offsets, flip = self._draw_color_and_flip(rng)
+        image = self._render_mosaic(parts, tiles, M, partner, mix, flip)
+        if offsets is not None:
+            T.apply_hsv_offsets(image, offsets, out=image)
+        if flip:
+            b = T.flip_boxes(b, w)
+        return image, b, c
 
-        def load(i: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-            if i not in loaded:  # an image drawn twice is read once
-                loaded[i] = self._load(i)[:3]
-            return loaded[i]
+    def _load_once(self, index: int, loaded: Dict[int, Part]) -> Part:
+        """Image, boxes and classes of ``index``, read once per sample (cached in ``loaded``)."""
+        if index not in loaded:
+            loaded[index] = self._load(index)[:3]
+        return loaded[index]
 
-        parts = [load(i) if (k == 0 or visible[k]) else None for k, i in enumerate(indices)]
-        tiles = T.mosaic_tiles(
-            [None if p is None else p[0].shape[:2] for p in parts], center, self.image_size
-        )
+    def _mosaic_boxes(self, parts: Parts, tiles: Tiles, M: np.ndarray, s: float) -> Targets:
+        """The mosaic's boxes after the affine ``M`` (scale ``s``); unread parts have none."""
         no_boxes = np.zeros((0, 4)), np.zeros((0,), np.int64)
         b, c = T.mosaic_boxes(
             tiles,
@@ -546,50 +336,55 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             [no_boxes[1] if p is None else p[2] for p in parts],
             **self.box_filter,
         )
-        b, c = T.affine_boxes(b, c, M, s, self.image_size, **self.box_filter)
+        return T.affine_boxes(b, c, M, s, self.image_size, **self.box_filter)
 
-        if self.enable_mixup and len(b) and len(self._nonempty) and rng.uniform() < self.mixup_prob:
-            j = int(self._nonempty[rng.integers(0, len(self._nonempty))])
-            j = self._readable(j, rng, self._nonempty)
-        else:
-            j = -1
-        partner = None
-        if j >= 0:
-            partner = load(j)
-            mix = T.sample_mixup_params(rng, self.image_size, self.mixup_scale)
-            pb, pc = T.mixup_partner_boxes(
-                partner[0].shape[:2], partner[1], partner[2], mix, self.image_size, **self.box_filter
-            )
-            b = np.concatenate([b, pb]).astype(np.float32)
-            c = np.concatenate([c, pc])
+    def _draw_mixup_partner(
+        self, n_boxes: int, rng: np.random.Generator, loaded: Dict[int, Part]
+    ) -> Tuple[Optional[Part], Optional[T.MixupParams]]:
+        """
+        ``(partner, params)``: with probability ``mixup_prob`` (``enable_mixup``, ``n_boxes``
+        mosaic boxes left and some annotated image readable) a uniformly drawn annotated image
+        (image, boxes, classes) and its MixUp placement; else ``(None, None)``.
+        """
+        annotated = self._images.annotated
+        if not (self.enable_mixup and n_boxes and len(annotated) and rng.uniform() < self.mixup_prob):
+            return None, None
+        j = int(annotated[rng.integers(0, len(annotated))])
+        j = self._readable(j, rng, annotated)
+        if j < 0:
+            return None, None
+        partner = self._load_once(j, loaded)
+        return partner, T.sample_mixup_params(rng, self.image_size, self.mixup_scale)
+
+    def _draw_color_and_flip(self, rng: np.random.Generator) -> Tuple[Optional[np.ndarray], bool]:
+        """HSV offsets (None: no jitter, probability ``1 - hsv_prob``) and the flip draw."""
         offsets = T.sample_hsv_offsets(rng, *self.hsv_gains) if rng.uniform() < self.hsv_prob else None
-        flip = bool(rng.uniform() < self.flip_prob)
+        return offsets, bool(rng.uniform() < self.flip_prob)
 
-        image = T.render_mosaic_affine(
-            [None if p is None else p[0] for p in parts],
-            tiles,
-            M,
-            self.image_size,
-            fill=self.pad_value,
-            flip=flip,
-        )
+    def _render_mosaic(
+        self,
+        parts: Parts,
+        tiles: Tiles,
+        M: np.ndarray,
+        partner: Optional[Part],
+        mix: Optional[T.MixupParams],
+        flip: bool,
+    ) -> np.ndarray:
+        """The mosaic + affine pixels at ``image_size``, MixUp partner blended in, flip folded in."""
+        images = [None if p is None else p[0] for p in parts]
+        image = T.render_mosaic_affine(images, tiles, M, self.image_size, fill=self.pad_value, flip=flip)
         if partner is not None:
             window = T.warp_mixup_partner(partner[0], mix, self.image_size, fill=self.pad_value, flip=flip)
             T.average_images(image, window, out=image)
-        if offsets is not None:
-            T.apply_hsv_offsets(image, offsets, out=image)
-        if flip:
-            b = T.flip_boxes(b, w)
-        return image, b, c
+        return image
 
-    def _plain_sample(self, index: int, rng: np.random.Generator):
+    def _plain_sample(self, index: int, rng: np.random.Generator) -> Part:
         """The official ``TrainTransform`` on one image: letterbox, HSV, flip, pad with 114."""
         image, b, c, _ = self._load(index)
         resized, r = T.letterbox_resize(image, self.image_size)
         b = b * r
         rh, rw = resized.shape[:2]
-        offsets = T.sample_hsv_offsets(rng, *self.hsv_gains) if rng.uniform() < self.hsv_prob else None
-        flip = rng.uniform() < self.flip_prob
+        offsets, flip = self._draw_color_and_flip(rng)
         out = np.full(self.image_size + resized.shape[2:], self.pad_value, dtype=np.uint8)
         roi = out[:rh, :rw]
         if offsets is not None:
@@ -597,8 +392,8 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         else:
             roi[...] = resized
         if flip:
-            roi[...] = cv2.flip(roi, 1).reshape(roi.shape)
-            b = T.flip_boxes(b, rw)
+            flipped, b = T.horizontal_flip(roi, b)
+            roi[...] = flipped
         return out, T.clip_boxes(b, rw, rh), c
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
@@ -621,7 +416,7 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         for _ in range(self.max_read_retries + 1):
             try:
                 return self._sample(index, rng)
-            except _UnreadableSample as e:
+            except UnreadableImage as e:
                 failures.append(str(e.cause))
                 if e.index == index:
                     index = self._readable(index, rng)
@@ -631,8 +426,8 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         )
 
     def _sample(self, index: int, rng: np.random.Generator) -> Dict[str, Any]:
-        """One training sample with primary image ``index`` (raises :class:`_UnreadableSample`)."""
-        record = self._records[int(index)]
+        """One training sample with primary image ``index`` (raises :class:`UnreadableImage`)."""
+        record = self._images.record(index)
         if self.mosaic_enabled and rng.uniform() < self.mosaic_prob:
             image, boxes, classes = self._mosaic_sample(index, rng)
         else:
