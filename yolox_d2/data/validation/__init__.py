@@ -24,7 +24,7 @@ Conventions (those of Detectron2):
   are converted with that map.
 
 Boxes partly or entirely outside the declared image size are reported here but clipped /
-dropped when the image is decoded (:class:`~yolox_d2.data.mosaic.MosaicMixupDataset`),
+dropped when the image is decoded (:class:`~yolox_d2.data.mosaic_dataset.MosaicMixupDataset`),
 against the decoded image's real size: a declared ``height`` / ``width`` can be the stored
 (pre-EXIF) size of a rotated photo, so it is not trusted to cut boxes.
 

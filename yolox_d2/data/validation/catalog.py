@@ -19,7 +19,7 @@ __all__ = ["ValidatedDatasetDicts", "get_validated_dataset_dicts"]
 class ValidatedDatasetDicts(list):
     """
     A list of dataset dicts already checked by :func:`validate_dataset_dicts` (training
-    mode); :attr:`report` holds the counts. :class:`~yolox_d2.data.mosaic.MosaicMixupDataset`
+    mode); :attr:`report` holds the counts. :class:`~yolox_d2.data.mosaic_dataset.MosaicMixupDataset`
     does not validate such a list again.
     """
 
