@@ -189,6 +189,19 @@ def test_yolo_txt_exif_rotated_photo_uses_the_displayed_size(tmp_path, prefix):
     np.testing.assert_allclose(_xyxy(record["annotations"][0]), [33.25, 40, 99.75, 60], atol=1e-6)
 
 
+def test_yolo_txt_labels_not_found_at_all_is_a_warning(tmp_path, samples, prefix, caplog):
+    """Every image a background image: the labels are surely elsewhere; say where they were looked for."""
+    caplog.set_level(logging.INFO)
+    data_yaml = write_yolo_txt(str(tmp_path), samples)
+    (tmp_path / "labels").rename(tmp_path / "annotations")
+    (tmp_path / "data.yaml").write_text("train: images/train\nval: images/val\nnc: 3\n")
+    train, _ = register_yolo_txt(prefix, data_yaml)
+    assert MetadataCatalog.get(train).thing_classes == ["class_0", "class_1", "class_2"]
+    assert all(not r["annotations"] for r in DatasetCatalog.get(train))
+    looked_in = os.path.join(str(tmp_path), "labels", "train", "")
+    assert any("no image of 'train' has a label file" in w and looked_in in w for w in _warnings(caplog))
+
+
 def test_yolo_txt_bad_yaml_is_a_clear_error(tmp_path):
     bad = tmp_path / "data.yaml"
     bad.write_text("train: images\nval: images\nnames: {0: a, 2: b}\n")
@@ -226,15 +239,21 @@ def test_voc_folders_bad_input_is_dropped_and_named(tmp_path, samples, prefix, c
     split = root / "ImageSets" / "Main" / "train.txt"
     split.write_text(split.read_text() + "no_such_photo\n")  # line 4: xml without image
     (root / "Annotations" / "no_such_photo.xml").write_text(voc_xml("no_such_photo.jpg", 10, 10, []))
+    # no <size>: read from the image header
+    s1 = samples["train"][1]
+    objects = [voc_object(lab, b) for b, lab in zip(s1.boxes, s1.labels)]
+    (root / "Annotations" / f"{s1.name}.xml").write_text(voc_xml(s1.name + ".jpg", 0, 0, objects).replace("<size>", "<sz>").replace("</size>", "</sz>"))
     name = register_voc_folders(f"{prefix}_train", str(root), "train", CLASSES)
     records = DatasetCatalog.get(name)
     assert len(records) == len(samples["train"])  # the missing image dropped, the rest loaded
     _assert_matches(records[0], s, CLASSES)  # the bad objects dropped, the good ones kept
+    _assert_matches(records[1], s1, CLASSES)  # height / width from the image
     summary = _summary(caplog, name)
     xml = os.path.join(str(root), "Annotations", f"{s.name}.xml")
     assert f"unknown_class=1" in summary and f"{xml} object #2: 'Bush' not in class_names" in summary
     assert "malformed_bndbox=1" in summary and f"{xml} object #4" in summary
     assert "missing_image_file=1" in summary and f"{split}:4: id 'no_such_photo'" in summary
+    assert "size_from_image=1" in summary and f"{s1.name}.xml" in summary
     assert summary in _warnings(caplog)
 
 

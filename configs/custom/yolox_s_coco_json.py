@@ -8,8 +8,8 @@ YOLOX-S on a dataset in COCO's json format (any category ids), see
 
 registers ``<dataset.name>_train`` / ``<dataset.name>_val`` (default ``own_coco_*``); the
 classes are the train json's ``categories`` (the val json must declare the same: checked at
-start-up), and the evaluation scores against the val json itself. Settings shared with the
-other formats: ``yolox_s_own_data.py``.
+start-up, so ``--eval-only`` reads the train json too), and the evaluation scores against the
+val json itself. Settings shared with the other formats: ``yolox_s_own_data.py``.
 """
 from detectron2.config import LazyCall as L
 

@@ -7,6 +7,7 @@ Datasets in the YOLO txt format (Ultralytics / YOLOv5 layout), as Detectron2 dat
     train: images/train         # an image folder, a .txt list of image paths, or a list of them
     val: images/val
     names: [cat, dog]           # or {0: cat, 1: dog}; an optional `nc` must equal len(names)
+                                # (`nc` alone: names class_0, class_1, ... as Ultralytics)
 
 Paths are resolved as Ultralytics does: ``train`` / ``val`` relative to ``path``, ``path``
 relative to the yaml's folder (or, if it does not exist there, to the working directory);
@@ -88,6 +89,8 @@ def _resolve_root(data_yaml: str, path_value: Any) -> str:
 
 def _class_names(data_yaml: str, data: Dict[str, Any]) -> List[str]:
     names = data.get("names")
+    if names is None and isinstance(data.get("nc"), int) and data["nc"] > 0:  # Ultralytics' default names
+        names = [f"class_{i}" for i in range(data["nc"])]
     if isinstance(names, dict):  # {id: name}; ids may be quoted ("0": name), as Ultralytics accepts
         try:
             by_id = {int(k): v for k, v in names.items() if not isinstance(k, bool)}
