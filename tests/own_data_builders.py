@@ -16,7 +16,9 @@ import numpy as np
 import skimage
 import yaml
 
-from yolox_d2.data.datasets.deepforest_trees import boxes_in_tile, find_annotated_sources
+from yolox_d2.data.datasets.deepforest_trees import deepforest_data_dir
+from yolox_d2.data.datasets.tiling import boxes_in_tile
+from yolox_d2.data.datasets.voc_xml import find_annotated_sources
 
 CLASSES = ("Tree", "Alive", "Dead")
 SIZE = 256
@@ -53,7 +55,7 @@ def _cropped(source, size: int) -> Sample:
 
 def real_samples(size: int = SIZE) -> Dict[str, List[Sample]]:
     """``{"train": [OSBS_029, SOAP_061 scaled, a crop of a YELL photo], "val": [a crop of the other YELL photo]}``."""
-    sources = {s.name: s for s in find_annotated_sources()}
+    sources = {s.name: s for s in find_annotated_sources(deepforest_data_dir())}
     return {
         "train": [
             _scaled(sources["OSBS_029"], size),
