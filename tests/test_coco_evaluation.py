@@ -5,8 +5,11 @@ Detectron2's pycocotools scoring, on the real tree validation tiles with realist
 through the interface ``inference_on_dataset`` uses (reset / process / evaluate).
 """
 import copy
+import json
 import logging
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -219,3 +222,18 @@ def test_coco_configs_evaluate_with_faster_coco_eval():
     cfg = LazyConfig.load(str(REPO_ROOT / "configs" / "yolox_s.py"))
     assert cfg.dataloader.evaluator._target_ is FasterCOCOEvaluator
     assert cfg.dataloader.evaluator.get("backend", "faster_coco_eval") == "faster_coco_eval"
+
+
+def test_scoring_benchmark_checks_parity_and_writes_json(tmp_path):
+    out = tmp_path / "coco_eval.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "bench_coco_eval.py"), "--images", "30",
+         "--dets-per-image", "20", "--runs", "1", "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["figures"]["coco_eval_max_ap_difference"] <= 1e-4
+    assert report["figures"]["coco_eval_speedup"] > 0
+    assert [row[0] for row in report["rows"]] == ["pycocotools", "faster-coco-eval"]
+    assert "| faster-coco-eval | 30 x 20 |" in proc.stdout

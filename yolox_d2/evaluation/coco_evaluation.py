@@ -90,7 +90,8 @@ class FasterCOCOEvaluator(COCOEvaluator):
             distributed,
             output_dir,
             max_dets_per_image=max_dets_per_image,
-            use_fast_impl=use_fast_impl,
+            # only Detectron2's own scoring uses it (and logs that COCOeval_opt is not built)
+            use_fast_impl=use_fast_impl and backend == "pycocotools",
             kpt_oks_sigmas=kpt_oks_sigmas,
             allow_cached_coco=allow_cached_coco,
         )
