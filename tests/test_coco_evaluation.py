@@ -64,6 +64,7 @@ def datasets():
         thing_classes=["small_tree", "large_tree"],
         keypoint_names=["centre", "top_left", "bottom_right"],
         keypoint_flip_map=[("top_left", "bottom_right")],
+        thing_dataset_id_to_contiguous_id={3: 0, 7: 1},  # COCO-style sparse category ids
     )
     yield
     DatasetCatalog.remove(TWO_CLASS)
@@ -213,9 +214,17 @@ def test_falls_back_to_pycocotools_with_one_warning_when_faster_coco_eval_is_mis
     _assert_same_metrics(results, reference, ["bbox"])
 
 
-def test_unknown_backend_is_a_clear_error(tmp_path):
+def test_unknown_backend_task_or_class_is_a_clear_error(datasets, tmp_path):
     with pytest.raises(ValueError, match="unknown backend 'cocoapi'"):
         FasterCOCOEvaluator(TREES, output_dir=str(tmp_path), backend="cocoapi")
+    inputs, outputs = _detections(DatasetCatalog.get(TWO_CLASS)[:2], seed=6, num_classes=2)
+    evaluator = FasterCOCOEvaluator(TWO_CLASS, tasks=("bbox", "boxes"), output_dir=str(tmp_path / "task"))
+    with pytest.raises(ValueError, match="unknown task 'boxes'"):
+        _evaluate(evaluator, inputs, outputs)
+    outputs[1]["instances"].pred_classes[3] = 2
+    evaluator = FasterCOCOEvaluator(TWO_CLASS, output_dir=str(tmp_path / "class"))
+    with pytest.raises(ValueError, match=f"on image {inputs[1]['image_id']} has class=2, but {TWO_CLASS} has 2 classes"):
+        _evaluate(evaluator, inputs, outputs)
 
 
 def test_coco_configs_evaluate_with_faster_coco_eval():
