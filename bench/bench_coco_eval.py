@@ -5,15 +5,16 @@ when its compiled ``COCOeval_opt`` does not load, as with the pip wheels) vs fas
 (``yolox_d2.evaluation.evaluate_predictions_with_faster_coco_eval``, what
 ``FasterCOCOEvaluator`` runs), on the same ground truth and results, alternating (ABBA)::
 
-    python bench/bench_coco_eval.py                                  # COCO-val size (~6 min)
-    python bench/bench_coco_eval.py --images 1000 --dets-per-image 50 --runs 3
+    python bench/bench_coco_eval.py                 # COCO-val size: ~9 min on 2 idle cores
+    python bench/bench_coco_eval.py --runs 1        # ~6 min
+    python bench/bench_coco_eval.py --images 500    # ~1 min
 
 Each timed call is what the evaluator does once the predictions are gathered: ``loadRes`` of
 the results, then ``evaluate`` / ``accumulate`` / ``summarize`` at maxDets (1, 10, 100); the
 ground truth is loaded once per side, untimed. Before timing, every summary metric and every
 per-class AP of the two sides are checked to agree (to 1e-4 AP points).
 
-The synthetic set is COCO-val-shaped (default 5,000 images, 80 classes, ~36,000 ground truths,
+The synthetic set is COCO-val-shaped (default 5,000 images, 80 classes, ~35,000 ground truths,
 100 detections per image; fixed seed): 640 x 360..640 images, ~7 boxes per image (geometric),
 box sides log-uniform 4..500 px (so small / medium / large are all populated), skewed class
 frequencies, 1% crowd boxes; detections are jittered ground truths (1-3 each, now and then of
@@ -158,7 +159,7 @@ def main() -> None:
     p.add_argument("--classes", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
     # the parity check is an untimed first round of both sides: no extra warm-up by default
-    args = add_common_args(p, runs=3, warmup=0).parse_args()
+    args = add_common_args(p, runs=2, warmup=0).parse_args()
     set_threads(args.threads)
     machine = machine_info()  # load average at the start
     from importlib.metadata import version
