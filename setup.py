@@ -20,6 +20,8 @@ setup(
         "numpy",
         "opencv-python",
         "pycocotools",
+        # COCO AP in C++ (yolox_d2.evaluation.FasterCOCOEvaluator): same AP as pycocotools, ~10x faster
+        "faster-coco-eval==1.8.0",
         "fvcore",
         "iopath",
         "omegaconf",

@@ -2,7 +2,6 @@
 from omegaconf import OmegaConf
 
 from detectron2.config import LazyCall as L
-from detectron2.evaluation import COCOEvaluator
 
 from yolox_d2.data import (
     MosaicMixupDataset,
@@ -11,6 +10,7 @@ from yolox_d2.data import (
     build_yolox_train_loader,
     get_validated_dataset_dicts,
 )
+from yolox_d2.evaluation import FasterCOCOEvaluator
 
 dataloader = OmegaConf.create()
 
@@ -43,7 +43,9 @@ dataloader.test = L(build_yolox_test_loader)(
     num_workers=4,
 )
 
-dataloader.evaluator = L(COCOEvaluator)(
+# Detectron2's COCOEvaluator, scored by faster-coco-eval (same AP, ~10x faster than pycocotools;
+# backend="pycocotools" for Detectron2's own scoring)
+dataloader.evaluator = L(FasterCOCOEvaluator)(
     dataset_name="${..test.dataset}",
     output_dir="${...train.output_dir}",
     # never reuse a COCO json converted earlier: a stale one silently gives wrong AP
