@@ -1,6 +1,5 @@
 """The YOLOX meta-architecture: anchor-free dense detector with SimOTA label assignment."""
 import logging
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -16,7 +15,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils import comm
 
 from ...layers import ConvBNAct
-from ..box_ops import cxcywh_to_xyxy
+from .. import anchors
 from ..losses import yolox_losses
 from ..postprocessing import detection_scores, detections_to_instances, select_detections
 from ..simota import SimOTAMatcher
@@ -25,8 +24,6 @@ from .yolox_head import YOLOXHead
 __all__ = ["YOLOX"]
 
 logger = logging.getLogger(__name__)
-
-_MAX_LOG_SIZE = math.log(1e4)
 
 
 @META_ARCH_REGISTRY.register()
@@ -305,43 +302,23 @@ class YOLOX(DenseDetector):
     def anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
         """
         Returns the integer grid position (A, 2) as (x, y) of every prediction, in the order
-        the predictions are flattened (level, then row-major), and its stride (A,).
+        the predictions are flattened (level, then row-major), and its stride (A,)
+        (:func:`yolox_d2.modeling.anchors.anchor_grid`).
 
         Cached per feature shapes, except while tracing: a traced graph must compute the grid
         from its input's shape (dynamic sizes) and must not leave a traced tensor in the cache.
         """
         if torch.jit.is_tracing():
-            return self._compute_anchor_grid(features)
+            return anchors.anchor_grid(features, self.strides)
         ref = features[0]
         key = (tuple(tuple(f.shape[-2:]) for f in features), ref.device, ref.dtype)
         if key not in self._anchor_cache:
             self._anchor_cache.clear()
-            self._anchor_cache[key] = self._compute_anchor_grid(features)
+            self._anchor_cache[key] = anchors.anchor_grid(features, self.strides)
         return self._anchor_cache[key]
 
-    def _compute_anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
-        ref = features[0]
-        grids, strides = [], []
-        for f, s in zip(features, self.strides):
-            h, w = f.shape[-2:]
-            ys, xs = torch.meshgrid(
-                torch.arange(h, device=ref.device), torch.arange(w, device=ref.device), indexing="ij"
-            )
-            grids.append(torch.stack((xs, ys), dim=-1).reshape(-1, 2))
-            strides.append(torch.full((h * w,), float(s), device=ref.device))
-        return torch.cat(grids).to(ref.dtype), torch.cat(strides).to(ref.dtype)
-
-    @staticmethod
-    def decode_boxes(box_reg: Tensor, grid: Tensor, strides: Tensor) -> Tensor:
-        """
-        (dx, dy, log w, log h) in stride units -> absolute XYXY boxes. The log sizes are
-        clamped at ``log(1e4)`` (boxes up to 10^4 strides wide) so a diverging prediction
-        gives a huge but finite box instead of inf/NaN; the official weights never get near it.
-        """
-        s = strides.unsqueeze(-1)
-        centers = (box_reg[..., :2] + grid) * s
-        sizes = torch.exp(box_reg[..., 2:4].clamp(max=_MAX_LOG_SIZE)) * s
-        return cxcywh_to_xyxy(torch.cat((centers, sizes), dim=-1))
+    #: :func:`yolox_d2.modeling.anchors.decode_boxes`: raw regression -> XYXY boxes.
+    decode_boxes = staticmethod(anchors.decode_boxes)
 
     # ------------------------------------------------------------------ training
     def forward_training(self, images, features, predictions, gt_instances):
