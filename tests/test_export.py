@@ -1,12 +1,11 @@
 """
-ONNX / TorchScript export (yolox_d2.export, tools/export_model.py): exported graphs of random-
+ONNX / TorchScript export (yolox_d2.export, export_model and tools/export_model.py): exported graphs of random-
 weight Nano and S models, run in onnxruntime and TorchScript at two input sizes and batch 1 and
 3, give the PyTorch raw outputs (1e-4) and the same detections on real photos.
 """
 
-import logging
 import os
-import runpy
+import re
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from detectron2.config import LazyConfig
 from detectron2.structures import ImageList
 from torchvision.ops import box_iou
 
@@ -24,6 +24,7 @@ from yolox_d2.export import (
     batched_detections,
     decode_raw_predictions,
     detections_from_predictions,
+    export_model,
     export_onnx,
     export_torchscript,
     letterbox_batch,
@@ -416,7 +417,7 @@ def test_wrapper_applies_pixel_normalisation(repo_root, photos):
     with torch.no_grad():
         images = model.preprocess_image([{"image": x[0]}])
         features = model.backbone(images.tensor)
-        cls, reg, obj = model._flatten_predictions(model.head([features[f] for f in model.head_in_features]))
+        cls, reg, obj = model.flatten_predictions(model.head([features[f] for f in model.head_in_features]))
         raw = YOLOXExportWrapper(model, "raw")(x)
     torch.testing.assert_close(raw, torch.cat((reg, obj[..., None], cls), dim=-1), atol=1e-5, rtol=0)
 
@@ -570,101 +571,54 @@ def test_export_cli_onnx_uses_ema_weights_and_verifies(repo_root, tmp_path, phot
     torch.testing.assert_close(torch.from_numpy(run_onnx(_session(out), x)[0]), expected, atol=1e-4, rtol=0)
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.text = ""
+def test_export_model_torchscript_and_errors(repo_root, tmp_path):
+    """export_model (the library call behind tools/export_model.py) for the quick cases."""
+    cfg_path = str(repo_root / "configs" / "yolox_nano.py")
 
-    def emit(self, record):
-        self.text += record.getMessage() + "\n"
+    def cfg(*overrides):
+        return LazyConfig.apply_overrides(LazyConfig.load(cfg_path), ["train.device=cpu", *overrides])
 
-
-def test_export_cli_torchscript_and_errors(repo_root, tmp_path):
-    """In-process main() (loaded from the file: tools/ is not a package) for the quick cases."""
-    main = runpy.run_path(str(repo_root / "tools" / "export_model.py"))["main"]
-    log, logger = _Collect(), logging.getLogger("yolox_d2")
-    level = logger.level
-    logger.addHandler(log)
-    logger.setLevel(logging.INFO)
-    try:
-        _run_cli_cases(main, repo_root, tmp_path, log)
-    finally:
-        logger.removeHandler(log)
-        logger.setLevel(level)
-
-
-def _run_cli_cases(main, repo_root, tmp_path, log):
-    cfg = str(repo_root / "configs" / "yolox_nano.py")
     out = tmp_path / "nano.ts"
-    assert (
-        main(
-            [
-                "--config-file",
-                cfg,
-                "--output",
-                str(out),
-                "--mode",
-                "nms",
-                "--size",
-                "256",
-                "--verify",
-                "--max-detections",
-                "5",
-                "--opts",
-                "train.device=cpu",
-            ]
-        )
-        == 0
-    )
+    assert export_model(cfg(), out, mode="nms", size=[256], verify=True, max_detections=5) == str(out)
     traced = torch.jit.load(str(out))
     with torch.no_grad():
         assert traced(torch.rand(2, 3, 320, 288) * 255).shape[1] == 7
 
     static = tmp_path / "static.onnx"
-    assert (
-        main(
-            [
-                "--config-file",
-                cfg,
-                "--output",
-                str(static),
-                "--static",
-                "--size",
-                "256",
-                "--batch-size",
-                "2",
-                "--opts",
-                "train.device=cpu",
-            ]
-        )
-        == 0
-    )
+    export_model(cfg(), static, static=True, size=[256], batch_size=2)
     import onnx
 
     dims = [d.dim_value for d in onnx.load(str(static)).graph.input[0].type.tensor_type.shape.dim]
     assert dims == [2, 3, 256, 256]
 
     missing = tmp_path / "nowhere.pth"
-    assert (
-        main(
-            [
-                "--config-file",
-                cfg,
-                "--output",
-                str(tmp_path / "a.onnx"),
-                "--opts",
-                f"train.init_checkpoint={missing}",
-            ]
-        )
-        == 2
+    message = f"Checkpoint '{missing}' (train.init_checkpoint) does not exist"
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
+        export_model(cfg(f"train.init_checkpoint={missing}"), tmp_path / "a.onnx")
+    with pytest.raises(ValueError, match="size must be positive multiples of 32, got 330x330"):
+        export_model(cfg(), tmp_path / "a.onnx", size=[330])
+    with pytest.raises(ValueError, match="Cannot tell the format"):
+        export_model(cfg(), tmp_path / "model.bin")
+    with pytest.raises(ValueError, match="static applies to ONNX only"):
+        export_model(cfg(), out, static=True)
+    with pytest.raises(ValueError, match="opset must be >= 11"):
+        export_model(cfg(), tmp_path / "a.onnx", opset=9)
+
+
+def test_export_cli_rejects_bad_options(repo_root, tmp_path):
+    """The command line turns option errors into usage errors (exit status 2)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(repo_root / "tools" / "export_model.py"),
+            "--config-file",
+            str(repo_root / "configs" / "yolox_nano.py"),
+            "--output",
+            str(tmp_path / "model.bin"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
     )
-    assert f"Checkpoint '{missing}' (train.init_checkpoint) does not exist" in log.text
-    assert main(["--config-file", cfg, "--output", str(tmp_path / "a.onnx"), "--size", "330"]) == 2
-    assert "--size must be positive multiples of 32, got 330x330" in log.text
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--config-file", cfg, "--output", str(tmp_path / "model.bin")])
-    assert exit_info.value.code == 2
-    with pytest.raises(SystemExit):
-        main(["--config-file", cfg, "--output", str(out), "--static"])
-    with pytest.raises(SystemExit):
-        main(["--config-file", cfg, "--output", str(tmp_path / "a.onnx"), "--opset", "9"])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Cannot tell the format from" in proc.stderr and "usage:" in proc.stderr

@@ -1,11 +1,20 @@
-"""YOLOX losses: hand-computed values, options, gradients, and parity with official yolox 0.3.0."""
+"""YOLOX losses and box IoUs: hand-computed values, options, gradients, and parity with official yolox 0.3.0."""
 
 import math
 from typing import Dict, List
 
 import pytest
 import torch
+import torchvision
 
+from yolox_d2.modeling.box_ops import (
+    aligned_box_giou,
+    aligned_box_iou,
+    box_areas,
+    cxcywh_to_xyxy,
+    pairwise_box_iou,
+    xyxy_to_cxcywh,
+)
 from yolox_d2.modeling.losses import iou_loss, yolox_losses
 from yolox_d2.modeling.simota import SimOTAAssignment, SimOTAMatcher
 
@@ -14,6 +23,46 @@ def _bce(x: float, t: float) -> float:
     """BCE with logits from first principles: -(t log s(x) + (1 - t) log(1 - s(x)))."""
     s = 1.0 / (1.0 + math.exp(-x))
     return -(t * math.log(s) + (1 - t) * math.log(1 - s))
+
+
+# ---------------------------------------------------------------------- box_ops
+def _random_boxes(generator, *shape):
+    """XYXY boxes on a 1/8-pixel grid (exact sums and halves), some overlapping."""
+    xy = torch.round(torch.rand(*shape, 2, generator=generator) * 400) / 8
+    wh = torch.round(torch.rand(*shape, 2, generator=generator) * 200 + 8) / 8
+    return torch.cat((xy, xy + wh), dim=-1)
+
+
+def test_pairwise_iou_is_the_aligned_iou_of_every_pair():
+    g = torch.Generator().manual_seed(0)
+    a, b = _random_boxes(g, 2, 6), _random_boxes(g, 2, 9)
+    pairwise = pairwise_box_iou(a, b)
+    assert pairwise.shape == (2, 6, 9)
+    aligned, union = aligned_box_iou(a.unsqueeze(2).expand(2, 6, 9, 4), b.unsqueeze(1).expand(2, 6, 9, 4))
+    assert torch.equal(pairwise, aligned)  # one IoU, bit for bit
+    assert bool((pairwise > 0).any())
+    for i in range(2):
+        torch.testing.assert_close(pairwise[i], torchvision.ops.box_iou(a[i], b[i]))
+    torch.testing.assert_close(union, box_areas(a).unsqueeze(2) + box_areas(b).unsqueeze(1) - aligned * union)
+
+
+def test_box_ops_degenerate_boxes_and_giou():
+    empty = torch.tensor([[5.0, 5.0, 5.0, 9.0], [7.0, 7.0, 3.0, 3.0]])  # zero width, inverted
+    huge = torch.tensor([[-1e30, -1e30, 1e30, 1e30]])
+    assert torch.equal(box_areas(empty), torch.zeros(2))
+    assert torch.equal(pairwise_box_iou(empty, empty), torch.zeros(2, 2))  # no 0 / 0
+    assert bool(torch.isfinite(pairwise_box_iou(huge, huge)).all())
+    g = torch.Generator().manual_seed(1)
+    a, b = _random_boxes(g, 20), _random_boxes(g, 20)
+    torch.testing.assert_close(aligned_box_giou(a, b), torch.diag(torchvision.ops.generalized_box_iou(a, b)))
+    torch.testing.assert_close(aligned_box_giou(a, a), torch.ones(20))
+
+
+def test_box_format_conversions_round_trip():
+    boxes = _random_boxes(torch.Generator().manual_seed(2), 3, 5)
+    cxcywh = xyxy_to_cxcywh(boxes)
+    torch.testing.assert_close(cxcywh[..., 2:], boxes[..., 2:] - boxes[..., :2], atol=0, rtol=0)
+    torch.testing.assert_close(cxcywh_to_xyxy(cxcywh), boxes, atol=0, rtol=0)
 
 
 # ---------------------------------------------------------------------- iou_loss

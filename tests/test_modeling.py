@@ -1,6 +1,7 @@
 """Backbones, necks, head and the YOLOX meta-architecture as Detectron2 components."""
 import pytest
 import torch
+import torchvision
 
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
@@ -12,6 +13,13 @@ import yolox_d2  # noqa: F401
 from yolox_d2.config import add_yolox_config
 from yolox_d2.layers import ConvBNAct
 from yolox_d2.modeling import YOLOX, CSPDarknet, Darknet53, YOLOFPN, YOLOPAFPN, YOLOXHead
+from yolox_d2.modeling.postprocessing import (
+    batched_nms_per_image,
+    detection_scores,
+    detections_table,
+    detections_to_instances,
+    select_detections,
+)
 
 from .official_reference import build_yolox_d2_model
 
@@ -138,6 +146,62 @@ def test_score_threshold_and_max_detections():
     model.test_score_thresh = 0.5
     model.max_detections_per_image = 1
     assert len(model.forward_inference(images, features, predictions)[0]) == 1
+    model.max_detections_per_image = 0  # no cap, like the export's max_detections
+    assert len(model.forward_inference(images, features, predictions)[0]) == 2
+
+
+def test_select_detections_per_image_per_class_nms_best_first_capped():
+    """The post-processing shared by forward_inference and the export, against its definition."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.rand(3, 80, 2, generator=g) * 40  # crowded: NMS has work to do
+    sizes = torch.rand(3, 80, 2, generator=g) * 20 + 5
+    boxes = torch.cat((centers - sizes / 2, centers + sizes / 2), dim=-1)
+    scores, classes = detection_scores(torch.rand(3, 80, generator=g), torch.rand(3, 80, 4, generator=g))
+    scores[1] = 0.0  # an image without candidates
+    for cap, agnostic in ((4, False), (0, True), (1000, False)):
+        batch, anchor = select_detections(
+            boxes,
+            scores,
+            classes,
+            num_classes=4,
+            score_thresh=0.2,
+            nms_thresh=0.5,
+            max_detections=cap,
+            class_agnostic=agnostic,
+            nms=batched_nms_per_image,
+        )
+        rows = []
+        for b in range(3):
+            keep = torch.nonzero(scores[b] >= 0.2)[:, 0]
+            groups = torch.zeros_like(classes[b][keep]) if agnostic else classes[b][keep]
+            kept = keep[torchvision.ops.batched_nms(boxes[b][keep], scores[b][keep], groups, 0.5)]
+            kept = kept[scores[b][kept].argsort(descending=True)][: cap if cap > 0 else None]
+            rows += [[b, *boxes[b, k].tolist(), float(scores[b, k]), float(classes[b, k])] for k in kept]
+        expected = torch.tensor(rows).reshape(-1, 7)
+        assert len(expected) >= 8 and (expected[:, 0] == 1).sum() == 0
+        table = detections_table(boxes, scores, classes, batch, anchor)
+        torch.testing.assert_close(table, expected, atol=0, rtol=0)
+        instances = detections_to_instances([(40, 50)] * 3, boxes, scores, classes, batch, anchor)
+        for b, inst in enumerate(instances):
+            rows_b = table[table[:, 0] == b]
+            assert inst.image_size == (40, 50) and len(inst) == len(rows_b)
+            assert torch.equal(inst.pred_boxes.tensor, rows_b[:, 1:5])
+            assert torch.equal(inst.scores, rows_b[:, 5])
+            assert inst.pred_classes.dtype == torch.int64 and torch.equal(inst.pred_classes.float(), rows_b[:, 6])
+
+
+def test_normalize_images_and_flatten_predictions():
+    model = _tiny_model(pixel_mean=[10.0, 20.0, 30.0], pixel_std=[2.0, 4.0, 5.0])
+    x = torch.full((1, 3, 2, 2), 40.0)
+    assert model.normalize_images(x)[0, :, 0, 0].tolist() == [15.0, 5.0, 2.0]
+    identity = _tiny_model()
+    assert identity.normalize_images(x) is x
+    images, features, predictions = _two_overlapping_predictions(identity)
+    cls, reg, obj = identity.flatten_predictions(predictions)
+    grid, _ = identity.anchor_grid(features)
+    assert cls.shape == (1, len(grid), 3) and reg.shape == (1, len(grid), 4) and obj.shape == (1, len(grid))
+    assert cls[0, 0].tolist() == [5.0, -20.0, -20.0] and cls[0, 1, 1] == 4.0 and reg[0, 1, 0] == -1.0
+    assert grid[1].tolist() == [1.0, 0.0]
 
 
 def test_preprocess_pads_with_114_then_normalises():

@@ -69,7 +69,7 @@ def test_raw_head_outputs_match(pair):
 
     # Decoded (boxes, obj, cls) outputs in the official layout.
     with torch.no_grad():
-        c, r, o = ours._flatten_predictions((cls, reg, obj))
+        c, r, o = ours.flatten_predictions((cls, reg, obj))
         grid, strides = ours.anchor_grid(features)
         boxes = ours.decode_boxes(r, grid, strides)
     centers = (boxes[..., :2] + boxes[..., 2:]) / 2

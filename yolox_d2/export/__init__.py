@@ -1,7 +1,8 @@
 """
 Deployment of YOLOX models: ONNX (onnxruntime) and TorchScript exports with a dynamic batch
 size and input size, with raw, decoded or NMS-ed outputs (:mod:`yolox_d2.export.wrapper`
-documents the formats). ``tools/export_model.py`` is the command line::
+documents the formats). :func:`export_model` does it all from a LazyConfig
+(``tools/export_model.py`` is its command line); step by step::
 
     model = build_inference_model(cfg)                 # weights (EMA if any), eval, fused
     wrapper = YOLOXExportWrapper(model, output="nms")
@@ -11,6 +12,16 @@ documents the formats). ``tools/export_model.py`` is the command line::
 """
 
 from ..engine.predictor import build_inference_model
+from .api import (
+    EXPORT_FORMATS,
+    FORMAT_BY_EXTENSION,
+    check_export_options,
+    export_model,
+    resolve_format,
+    resolve_size,
+    verification_shapes,
+)
+from .nms import batched_detections
 from .onnx import (
     DEFAULT_OPSET,
     export_onnx,
@@ -28,7 +39,6 @@ from .wrapper import (
     OUTPUT_MODES,
     RAW_LAYOUTS,
     YOLOXExportWrapper,
-    batched_detections,
     decode_raw_predictions,
     detections_from_predictions,
 )
@@ -37,20 +47,27 @@ __all__ = [
     "BOX_FORMATS",
     "DEFAULT_OPSET",
     "DETECTION_COLUMNS",
+    "EXPORT_FORMATS",
     "ExportVerificationError",
+    "FORMAT_BY_EXTENSION",
     "OUTPUT_MODES",
     "RAW_LAYOUTS",
     "YOLOXExportWrapper",
     "batched_detections",
     "build_inference_model",
+    "check_export_options",
     "decode_raw_predictions",
     "detections_from_predictions",
+    "export_model",
     "export_onnx",
     "export_torchscript",
     "letterbox_batch",
     "max_abs_difference",
     "onnx_dynamic_axes",
     "onnxruntime_session",
+    "resolve_format",
+    "resolve_size",
     "run_onnx",
+    "verification_shapes",
     "verify_export",
 ]

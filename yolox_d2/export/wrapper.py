@@ -31,14 +31,15 @@ letterbox ratio to get original-image pixels.
 """
 
 import logging
-import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-import torchvision  # noqa: F401  (registers torch.ops.torchvision.nms)
 from torch import Tensor, nn
 
 from ..modeling import YOLOX
+from ..modeling.box_ops import cxcywh_to_xyxy, xyxy_to_cxcywh
+from ..modeling.postprocessing import detection_scores
+from .nms import batched_detections
 
 __all__ = [
     "YOLOXExportWrapper",
@@ -47,7 +48,6 @@ __all__ = [
     "BOX_FORMATS",
     "DETECTION_COLUMNS",
     "detections_from_predictions",
-    "batched_detections",
     "decode_raw_predictions",
 ]
 
@@ -59,149 +59,11 @@ BOX_FORMATS = ("xyxy", "cxcywh")
 #: Column names of the (K, 7) ``detections`` output of the ``"nms"`` mode.
 DETECTION_COLUMNS = ("batch_index", "x1", "y1", "x2", "y2", "score", "class")
 
-# ONNX NonMaxSuppression keeps boxes whose score is strictly above its threshold; candidates
-# get their score (>= 0) and non-candidates this value, so the threshold below separates them.
-_NOT_A_CANDIDATE = -1.0
-_ONNX_NMS_SCORE_THRESHOLD = -0.5
-
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
-
-
-def _nms_per_group_impl(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
-    """
-    Exact NMS within each group (no coordinate offsets, so no float32 precision loss on large
-    coordinates). Returns the kept indices (int64) in increasing order.
-    """
-    keep = torch.zeros_like(scores, dtype=torch.bool)
-    for group in torch.unique(groups):
-        members = torch.where(groups == group)[0]
-        kept = torch.ops.torchvision.nms(boxes[members], scores[members], iou_threshold)
-        keep[members[kept]] = True
-    return torch.where(keep)[0]
-
-
-_scripted_nms_per_group = None
-
-
-def _nms_per_group(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
-    """:func:`_nms_per_group_impl`, scripted while tracing so the traced graph keeps the loop."""
-    global _scripted_nms_per_group
-    if not torch.jit.is_tracing():
-        return _nms_per_group_impl(boxes, scores, groups, iou_threshold)
-    if _scripted_nms_per_group is None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)  # TorchScript deprecation
-            _scripted_nms_per_group = torch.jit.script(_nms_per_group_impl)
-    return _scripted_nms_per_group(boxes, scores, groups, iou_threshold)
-
-
-def _argsort(values: Tensor, descending: bool = False) -> Tensor:
-    """Stable argsort; exported as ONNX TopK, which the ONNX spec makes stable (lower index first)."""
-    if torch.onnx.is_in_onnx_export():
-        return torch.argsort(values, descending=descending)
-    return torch.sort(values, descending=descending, stable=True)[1]
-
-
-class _OnnxNonMaxSuppression(torch.autograd.Function):
-    """
-    ONNX ``NonMaxSuppression`` with its native batch and class dimensions (used only while
-    exporting to ONNX: the exporter replaces it with the operator via :meth:`symbolic`).
-
-    Inputs: ``boxes`` (N, A, 4) XYXY, ``scores`` (N, C, A) where non-candidates hold
-    ``_NOT_A_CANDIDATE``. Output: (M, 3) int64 ``[batch, class, anchor]``.
-    """
-
-    @staticmethod
-    def forward(ctx, boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:  # noqa: D102
-        batch, cls, anchor = torch.where(scores > _ONNX_NMS_SCORE_THRESHOLD)
-        groups = batch * scores.shape[1] + cls
-        kept = _nms_per_group(boxes[batch, anchor], scores[batch, cls, anchor], groups, iou_threshold)
-        return torch.stack((batch[kept], cls[kept], anchor[kept]), dim=1)
-
-    @staticmethod
-    def symbolic(g, boxes, scores, iou_threshold: float):  # noqa: D102
-        max_per_class = g.op("Constant", value_t=torch.tensor([2**31 - 1], dtype=torch.int64))
-        iou = g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32))
-        score = g.op("Constant", value_t=torch.tensor([_ONNX_NMS_SCORE_THRESHOLD], dtype=torch.float32))
-        return g.op("NonMaxSuppression", boxes, scores, max_per_class, iou, score, center_point_box_i=0)
-
-
-def batched_detections(
-    boxes: Tensor,
-    scores: Tensor,
-    classes: Tensor,
-    *,
-    num_classes: int,
-    score_thresh: float,
-    nms_thresh: float,
-    max_detections: int,
-    class_agnostic: bool = False,
-) -> Tensor:
-    """
-    Score threshold, per-image (per-class) NMS and a per-image cap, for a whole batch, in
-    operations that trace and export to ONNX with a dynamic batch size and number of anchors.
-
-    Args:
-        boxes: (N, A, 4) XYXY boxes.
-        scores: (N, A) detection scores (``objectness x best class probability``).
-        classes: (N, A) int64 best class of each anchor.
-        num_classes: number of classes C (``classes < C``).
-        score_thresh: keep anchors with ``score >= score_thresh``.
-        nms_thresh: IoU above which the lower-scored box of a class (of any class when
-            ``class_agnostic``) is suppressed.
-        max_detections: keep at most this many detections per image (<= 0: no cap).
-        class_agnostic: NMS across classes.
-
-    Returns:
-        (K, 7) float tensor ``[batch_index, x1, y1, x2, y2, score, class]``, grouped by
-        ascending batch index, by decreasing score within an image.
-    """
-    candidate = scores >= score_thresh
-    if torch.onnx.is_in_onnx_export():
-        nms_classes = torch.zeros_like(classes) if class_agnostic else classes
-        one_hot = nms_classes.unsqueeze(-1) == torch.arange(
-            1 if class_agnostic else num_classes, device=classes.device
-        )
-        dense = torch.where(
-            one_hot & candidate.unsqueeze(-1),
-            scores.unsqueeze(-1),
-            torch.full_like(scores.unsqueeze(-1), _NOT_A_CANDIDATE),
-        )
-        selected = _OnnxNonMaxSuppression.apply(boxes, dense.permute(0, 2, 1), float(nms_thresh))
-        batch, anchor = selected[:, 0], selected[:, 2]
-    else:
-        batch, anchor = torch.where(candidate)
-        groups = batch if class_agnostic else batch * num_classes + classes[batch, anchor]
-        kept = _nms_per_group(boxes[batch, anchor], scores[batch, anchor], groups, float(nms_thresh))
-        batch, anchor = batch[kept], anchor[kept]
-
-    # Deterministic order, ties included: by image, by decreasing score, by anchor index.
-    order = _argsort(batch * scores.shape[1] + anchor)
-    batch, anchor = batch[order], anchor[order]
-    order = _argsort(scores[batch, anchor], descending=True)
-    batch, anchor = batch[order], anchor[order]
-    order = _argsort(batch)
-    batch, anchor = batch[order], anchor[order]
-    det_scores = scores[batch, anchor]
-    if max_detections > 0:
-        # rank of each detection within its image (rows are grouped by image)
-        same_image = batch.unsqueeze(1) == torch.arange(boxes.shape[0], device=boxes.device).unsqueeze(0)
-        rank = (same_image.to(torch.int64).cumsum(0) * same_image.to(torch.int64)).sum(1) - 1
-        keep = rank < max_detections
-        batch, anchor, det_scores = batch[keep], anchor[keep], det_scores[keep]
-    return torch.cat(
-        (
-            batch.to(boxes.dtype).unsqueeze(1),
-            boxes[batch, anchor],
-            det_scores.unsqueeze(1),
-            classes[batch, anchor].to(boxes.dtype).unsqueeze(1),
-        ),
-        dim=1,
-    )
 
 
 def detections_from_predictions(
@@ -221,7 +83,7 @@ def detections_from_predictions(
         predictions: (N, A, 5 + C) decoded predictions ``[box, objectness, class probs]``.
         box_format: ``"xyxy"`` or ``"cxcywh"``, the format the predictions were exported with.
         score_thresh, nms_thresh, max_detections, class_agnostic: see
-            :func:`batched_detections`.
+            :func:`yolox_d2.export.batched_detections`.
 
     Returns:
         (K, 7) ``[batch_index, x1, y1, x2, y2, score, class]``.
@@ -231,11 +93,11 @@ def detections_from_predictions(
         raise ValueError(f"Expected decoded predictions (N, A, 5 + C), got {tuple(predictions.shape)}")
     boxes = predictions[..., :4]
     if box_format == "cxcywh":
-        boxes = torch.cat((boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2), dim=-1)
-    class_probs, classes = predictions[..., 5:].max(dim=-1)
+        boxes = cxcywh_to_xyxy(boxes)
+    scores, classes = detection_scores(predictions[..., 4], predictions[..., 5:])
     return batched_detections(
         boxes,
-        predictions[..., 4] * class_probs,
+        scores,
         classes,
         num_classes=predictions.shape[-1] - 5,
         score_thresh=score_thresh,
@@ -271,8 +133,8 @@ def decode_raw_predictions(model: YOLOX, raw: Tensor, input_size: Tuple[int, int
 class YOLOXExportWrapper(nn.Module):
     """
     Traceable / exportable view of a :class:`YOLOX` (see the module docstring for the input and
-    outputs). It reuses the model's backbone, head, ``_flatten_predictions``, ``anchor_grid``
-    and ``decode_boxes``; the anchor grid is computed from the input's shape in the graph, so
+    outputs). It reuses the model's ``normalize_images``, ``run_network``,
+    ``flatten_predictions``, ``anchor_grid``, ``decode_boxes`` and post-processing; the anchor grid is computed from the input's shape in the graph, so
     one export serves every batch size and input size.
 
     Example::
@@ -387,14 +249,11 @@ class YOLOXExportWrapper(nn.Module):
         if not torch.jit.is_tracing():
             self.check_input(images)
         model = self.model
-        x = images
-        if model._normalize:
-            x = (x - model.pixel_mean) / model.pixel_std
-        features, (cls_logits, box_regs, obj_logits) = model.run_network(x)
+        features, (cls_logits, box_regs, obj_logits) = model.run_network(model.normalize_images(images))
 
         if self.output == "raw" and self.raw_layout == "levels":
             return tuple(torch.cat((r, o, c), dim=1) for c, r, o in zip(cls_logits, box_regs, obj_logits))
-        cls_flat, reg_flat, obj_flat = model._flatten_predictions((cls_logits, box_regs, obj_logits))
+        cls_flat, reg_flat, obj_flat = model.flatten_predictions((cls_logits, box_regs, obj_logits))
         if self.output == "raw":
             return torch.cat((reg_flat, obj_flat.unsqueeze(-1), cls_flat), dim=-1)
 
@@ -404,15 +263,13 @@ class YOLOXExportWrapper(nn.Module):
         cls_prob = cls_flat.sigmoid()
         if self.output == "decoded":
             if self.box_format == "cxcywh":
-                boxes = torch.cat(
-                    ((boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]), dim=-1
-                )
+                boxes = xyxy_to_cxcywh(boxes)
             return torch.cat((boxes, obj_prob.unsqueeze(-1), cls_prob), dim=-1)
 
-        class_probs, classes = cls_prob.max(dim=-1)
+        scores, classes = detection_scores(obj_prob, cls_prob)
         return batched_detections(
             boxes,
-            obj_prob * class_probs,
+            scores,
             classes,
             num_classes=self.num_classes,
             score_thresh=self.score_thresh,

@@ -10,6 +10,6 @@ from .backbone import (
     build_yolox_yolofpn_backbone,
 )
 from .meta_arch import YOLOX, YOLOXHead
-from .simota import SimOTAMatcher
+from .simota import SimOTAAssignment, SimOTAMatcher
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

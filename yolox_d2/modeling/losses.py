@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from .box_ops import aligned_box_giou, aligned_box_iou
 from .simota import SimOTAAssignment
 
 __all__ = ["iou_loss", "yolox_losses"]
@@ -27,9 +28,6 @@ __all__ = ["iou_loss", "yolox_losses"]
 logger = logging.getLogger(__name__)
 
 _IOU_LOSS_TYPES = ("iou", "giou")
-# Box sides are capped at 1e18 px in the area computations, so that a product of two sides
-# (<= 1e36) cannot overflow float32: diverging boxes give finite losses *and* gradients.
-MAX_BOX_SIDE = 1e18
 _REDUCTIONS = ("none", "sum", "mean")
 
 
@@ -69,22 +67,12 @@ def iou_loss(
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
-    tl = torch.max(pred_xyxy[..., :2], target_xyxy[..., :2])
-    br = torch.min(pred_xyxy[..., 2:], target_xyxy[..., 2:])
-    area_p = (pred_xyxy[..., 2:] - pred_xyxy[..., :2]).clamp(0, MAX_BOX_SIDE).prod(dim=-1)
-    area_t = (target_xyxy[..., 2:] - target_xyxy[..., :2]).clamp(0, MAX_BOX_SIDE).prod(dim=-1)
-    area_i = (br - tl).clamp(0, MAX_BOX_SIDE).prod(dim=-1)
-    area_u = area_p + area_t - area_i
-    iou = area_i / (area_u + eps)
-
+    # Box sides are capped in the areas (see box_ops): diverging boxes give finite losses and
+    # gradients.
     if loss_type == "iou":
-        loss = 1 - iou**2
+        loss = 1 - aligned_box_iou(pred_xyxy, target_xyxy, eps)[0] ** 2
     else:
-        c_tl = torch.min(pred_xyxy[..., :2], target_xyxy[..., :2])
-        c_br = torch.max(pred_xyxy[..., 2:], target_xyxy[..., 2:])
-        area_c = (c_br - c_tl).clamp(max=MAX_BOX_SIDE).prod(dim=-1)
-        giou = iou - (area_c - area_u) / area_c.clamp(min=eps)
-        loss = 1 - giou.clamp(min=-1.0, max=1.0)
+        loss = 1 - aligned_box_giou(pred_xyxy, target_xyxy, eps).clamp(min=-1.0, max=1.0)
 
     if reduction == "sum":
         return loss.sum()

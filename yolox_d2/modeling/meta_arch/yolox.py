@@ -1,6 +1,5 @@
 """The YOLOX meta-architecture: anchor-free dense detector with SimOTA label assignment."""
 import logging
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -9,7 +8,6 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from detectron2.config import configurable
-from detectron2.layers import batched_nms
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
 from detectron2.modeling.postprocessing import detector_postprocess
@@ -17,15 +15,15 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils import comm
 
 from ...layers import ConvBNAct
+from .. import anchors
 from ..losses import yolox_losses
+from ..postprocessing import detection_scores, detections_to_instances, select_detections
 from ..simota import SimOTAMatcher
 from .yolox_head import YOLOXHead
 
 __all__ = ["YOLOX"]
 
 logger = logging.getLogger(__name__)
-
-_MAX_LOG_SIZE = math.log(1e4)
 
 
 @META_ARCH_REGISTRY.register()
@@ -83,7 +81,7 @@ class YOLOX(DenseDetector):
             test_score_thresh: keep detections with ``objectness * class score >=`` this.
             test_nms_thresh: IoU threshold of class-aware NMS.
             test_class_agnostic_nms: NMS across classes instead of per class.
-            max_detections_per_image: keep at most this many detections per image.
+            max_detections_per_image: keep at most this many detections per image (<= 0: all).
             use_l1_loss: add the L1 loss on raw box offsets (switched on for the last
                 no-augmentation epochs by :class:`yolox_d2.engine.YOLOXModeSwitchHook`).
             iou_loss_type: ``"iou"`` (1 - IoU^2) or ``"giou"``.
@@ -258,9 +256,7 @@ class YOLOX(DenseDetector):
         )
         for i, (im, (h, w)) in enumerate(zip(images, image_sizes)):
             batch[i, :, :h, :w].copy_(im)
-        if self._normalize:
-            batch = (batch - self.pixel_mean) / self.pixel_std
-        return ImageList(batch, image_sizes)
+        return ImageList(self.normalize_images(batch), image_sizes)
 
     def _apply_train_size(
         self, images: ImageList, gt_instances: List[Instances]
@@ -281,8 +277,22 @@ class YOLOX(DenseDetector):
         return ImageList(tensor, image_sizes), scaled
 
     # ------------------------------------------------------------------ shared pieces
-    def _flatten_predictions(self, predictions):
-        """Per-level (N, K, H, W) outputs -> (N, A, C) class logits, (N, A, 4) regression, (N, A) obj."""
+    def normalize_images(self, images: Tensor) -> Tensor:
+        """
+        ``(images - pixel_mean) / pixel_std`` for a padded (N, 3, H, W) batch in
+        ``input_format``; ``images`` itself when the normalisation is the identity (mean 0,
+        std 1, the YOLOX weights).
+        """
+        if self._normalize:
+            return (images - self.pixel_mean) / self.pixel_std
+        return images
+
+    def flatten_predictions(self, predictions) -> Tuple[Tensor, Tensor, Tensor]:
+        """
+        The head's per-level (N, K, H, W) outputs (see :meth:`run_network`) -> (N, A, C) class
+        logits, (N, A, 4) box regression and (N, A) objectness logits, anchors in the order of
+        :meth:`anchor_grid`.
+        """
         cls_logits, box_regs, obj_logits = predictions
         cls = torch.cat([permute_to_N_HWA_K(x, self.num_classes) for x in cls_logits], dim=1)
         reg = torch.cat([permute_to_N_HWA_K(x, 4) for x in box_regs], dim=1)
@@ -292,47 +302,27 @@ class YOLOX(DenseDetector):
     def anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
         """
         Returns the integer grid position (A, 2) as (x, y) of every prediction, in the order
-        the predictions are flattened (level, then row-major), and its stride (A,).
+        the predictions are flattened (level, then row-major), and its stride (A,)
+        (:func:`yolox_d2.modeling.anchors.anchor_grid`).
 
         Cached per feature shapes, except while tracing: a traced graph must compute the grid
         from its input's shape (dynamic sizes) and must not leave a traced tensor in the cache.
         """
         if torch.jit.is_tracing():
-            return self._compute_anchor_grid(features)
+            return anchors.anchor_grid(features, self.strides)
         ref = features[0]
         key = (tuple(tuple(f.shape[-2:]) for f in features), ref.device, ref.dtype)
         if key not in self._anchor_cache:
             self._anchor_cache.clear()
-            self._anchor_cache[key] = self._compute_anchor_grid(features)
+            self._anchor_cache[key] = anchors.anchor_grid(features, self.strides)
         return self._anchor_cache[key]
 
-    def _compute_anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
-        ref = features[0]
-        grids, strides = [], []
-        for f, s in zip(features, self.strides):
-            h, w = f.shape[-2:]
-            ys, xs = torch.meshgrid(
-                torch.arange(h, device=ref.device), torch.arange(w, device=ref.device), indexing="ij"
-            )
-            grids.append(torch.stack((xs, ys), dim=-1).reshape(-1, 2))
-            strides.append(torch.full((h * w,), float(s), device=ref.device))
-        return torch.cat(grids).to(ref.dtype), torch.cat(strides).to(ref.dtype)
-
-    @staticmethod
-    def decode_boxes(box_reg: Tensor, grid: Tensor, strides: Tensor) -> Tensor:
-        """
-        (dx, dy, log w, log h) in stride units -> absolute XYXY boxes. The log sizes are
-        clamped at ``log(1e4)`` (boxes up to 10^4 strides wide) so a diverging prediction
-        gives a huge but finite box instead of inf/NaN; the official weights never get near it.
-        """
-        s = strides.unsqueeze(-1)
-        centers = (box_reg[..., :2] + grid) * s
-        sizes = torch.exp(box_reg[..., 2:4].clamp(max=_MAX_LOG_SIZE)) * s
-        return torch.cat((centers - sizes / 2, centers + sizes / 2), dim=-1)
+    #: :func:`yolox_d2.modeling.anchors.decode_boxes`: raw regression -> XYXY boxes.
+    decode_boxes = staticmethod(anchors.decode_boxes)
 
     # ------------------------------------------------------------------ training
     def forward_training(self, images, features, predictions, gt_instances):
-        cls_logits, box_reg, obj_logits = self._flatten_predictions(predictions)
+        cls_logits, box_reg, obj_logits = self.flatten_predictions(predictions)
         cls_logits, box_reg, obj_logits = cls_logits.float(), box_reg.float(), obj_logits.float()
         grid, strides = self.anchor_grid(features)
         grid, strides = grid.float(), strides.float()
@@ -390,27 +380,22 @@ class YOLOX(DenseDetector):
 
     # ------------------------------------------------------------------ inference
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions) -> List[Instances]:
-        """Decode, score and NMS; boxes in the coordinates of the (unpadded) network input."""
-        cls_logits, box_reg, obj_logits = self._flatten_predictions(predictions)
+        """
+        Decode, score and NMS (:mod:`yolox_d2.modeling.postprocessing`); boxes in the
+        coordinates of the (unpadded) network input.
+        """
+        cls_logits, box_reg, obj_logits = self.flatten_predictions(predictions)
         grid, strides = self.anchor_grid(features)
         boxes = self.decode_boxes(box_reg, grid, strides)
-        class_scores, classes = cls_logits.sigmoid().max(dim=-1)
-        scores = obj_logits.sigmoid() * class_scores
-        keep = scores >= self.test_score_thresh
-
-        results = []
-        for i, image_size in enumerate(images.image_sizes):
-            k = keep[i]
-            boxes_i, scores_i, classes_i = boxes[i][k], scores[i][k], classes[i][k]
-            nms_groups = torch.zeros_like(classes_i) if self.test_class_agnostic_nms else classes_i
-            kept = batched_nms(boxes_i, scores_i, nms_groups, self.test_nms_thresh)
-            kept = kept[: self.max_detections_per_image]
-            results.append(
-                Instances(
-                    image_size,
-                    pred_boxes=Boxes(boxes_i[kept]),
-                    scores=scores_i[kept],
-                    pred_classes=classes_i[kept],
-                )
-            )
-        return results
+        scores, classes = detection_scores(obj_logits.sigmoid(), cls_logits.sigmoid())
+        batch, anchor = select_detections(
+            boxes,
+            scores,
+            classes,
+            num_classes=self.num_classes,
+            score_thresh=self.test_score_thresh,
+            nms_thresh=self.test_nms_thresh,
+            max_detections=self.max_detections_per_image,
+            class_agnostic=self.test_class_agnostic_nms,
+        )
+        return detections_to_instances(images.image_sizes, boxes, scores, classes, batch, anchor)

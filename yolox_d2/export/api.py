@@ -1,0 +1,160 @@
+"""
+One call from a LazyConfig to an exported file (what ``tools/export_model.py`` runs)::
+
+    cfg = LazyConfig.load("configs/yolox_s.py")
+    cfg.train.init_checkpoint = "yolox_s_d2.pth"
+    export_model(cfg, "yolox_s.onnx", mode="nms", verify=True)
+"""
+
+import logging
+import os
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from ..engine.predictor import build_inference_model, inference_image_size
+from .onnx import DEFAULT_OPSET, export_onnx
+from .torchscript import export_torchscript
+from .verify import verify_export
+from .wrapper import YOLOXExportWrapper
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "FORMAT_BY_EXTENSION",
+    "check_export_options",
+    "export_model",
+    "resolve_format",
+    "resolve_size",
+    "verification_shapes",
+]
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("onnx", "torchscript")
+#: Export format of an output file, by its extension.
+FORMAT_BY_EXTENSION: Dict[str, str] = {
+    ".onnx": "onnx",
+    ".pt": "torchscript",
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+}
+
+
+def resolve_format(output: Union[str, os.PathLike], format: Optional[str] = None) -> str:
+    """The export format: ``format`` if given, else from the extension of ``output``."""
+    if format:
+        if format not in EXPORT_FORMATS:
+            raise ValueError(f"format must be one of {list(EXPORT_FORMATS)}, got {format!r}")
+        return format
+    ext = os.path.splitext(os.fspath(output))[1].lower()
+    if ext not in FORMAT_BY_EXTENSION:
+        raise ValueError(
+            f"Cannot tell the format from {os.fspath(output)!r}: use a {sorted(FORMAT_BY_EXTENSION)} "
+            f"extension or give the format ({' or '.join(EXPORT_FORMATS)})"
+        )
+    return FORMAT_BY_EXTENSION[ext]
+
+
+def check_export_options(format: str, *, static: bool, batch_size: int, opset: int) -> None:
+    """Raise a ValueError naming the option when the combination cannot be exported."""
+    if static and format != "onnx":
+        raise ValueError("static applies to ONNX only (a traced TorchScript module is always dynamic)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if opset < 11:
+        raise ValueError(f"opset must be >= 11 (dynamic NonMaxSuppression / Resize), got {opset}")
+
+
+def resolve_size(size: Optional[Sequence[int]], cfg, divisibility: int) -> Tuple[int, int]:
+    """``size`` (H or H W) as (h, w), default the config's test size rounded up to ``divisibility``."""
+    if size:
+        if len(size) > 2:
+            raise ValueError(f"size takes H or H W, got {list(size)}")
+        h, w = (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+        if h <= 0 or w <= 0 or h % divisibility or w % divisibility:
+            raise ValueError(f"size must be positive multiples of {divisibility}, got {h}x{w}")
+        return h, w
+    h, w = inference_image_size(cfg)
+    return -(-h // divisibility) * divisibility, -(-w // divisibility) * divisibility
+
+
+def verification_shapes(
+    batch_size: int, size: Tuple[int, int], dynamic: bool
+) -> List[Tuple[int, Tuple[int, int]]]:
+    """The tracing shape and, for dynamic graphs, another batch size and input size."""
+    shapes = [(batch_size, size)]
+    if dynamic:
+        shapes.append((batch_size + 1, (size[0] + 32, size[1] + 64)))
+    return shapes
+
+
+def export_model(
+    cfg,
+    output: Union[str, os.PathLike],
+    *,
+    format: Optional[str] = None,
+    mode: str = "decoded",
+    raw_layout: str = "concat",
+    box_format: str = "xyxy",
+    score_thresh: Optional[float] = None,
+    nms_thresh: Optional[float] = None,
+    max_detections: Optional[int] = None,
+    class_agnostic: Optional[bool] = None,
+    size: Optional[Sequence[int]] = None,
+    batch_size: int = 1,
+    static: bool = False,
+    opset: int = DEFAULT_OPSET,
+    fuse: bool = True,
+    device: Optional[str] = "cpu",
+    verify: bool = False,
+) -> str:
+    """
+    Build the inference model of ``cfg`` (:func:`~yolox_d2.engine.build_inference_model`: the
+    ``train.init_checkpoint`` weights, EMA ones when it has them), wrap it in a
+    :class:`YOLOXExportWrapper` and export it to ONNX or TorchScript.
+
+    Args:
+        cfg: a yolox_d2 LazyConfig (``model``, optionally ``train.init_checkpoint``).
+        output: the file to write.
+        format: ``"onnx"`` or ``"torchscript"``; None: from the extension of ``output``
+            (:data:`FORMAT_BY_EXTENSION`).
+        mode, raw_layout, box_format, score_thresh, nms_thresh, max_detections,
+            class_agnostic: the graph outputs (see :class:`YOLOXExportWrapper`).
+        size: tracing input size, ``[H]`` or ``[H, W]``, multiples of 32; None: the config's
+            test size rounded up to 32.
+        batch_size: tracing batch size.
+        static: ONNX only: fix the batch and input size to the tracing input's.
+        opset: ONNX opset (>= 11).
+        fuse: fold BatchNorm into the convolutions.
+        device: where to trace (None: ``cfg.train.device``, see
+            :func:`~yolox_d2.engine.predictor.resolve_device`).
+        verify: run the exported file on inputs of two shapes (one when ``static``) and
+            compare it with PyTorch.
+
+    Returns:
+        ``output`` as a string.
+
+    Raises:
+        ValueError: bad options (the message names the option), or a bad config.
+        FileNotFoundError: ``train.init_checkpoint`` does not exist.
+        ExportVerificationError: ``verify`` and the exported file differs from PyTorch.
+    """
+    fmt = resolve_format(output, format)
+    check_export_options(fmt, static=static, batch_size=batch_size, opset=opset)
+    model = build_inference_model(cfg, device, fuse=fuse)
+    wrapper = YOLOXExportWrapper(
+        model,
+        mode,
+        raw_layout=raw_layout,
+        box_format=box_format,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        max_detections=max_detections,
+        class_agnostic=class_agnostic,
+    )
+    hw = resolve_size(size, cfg, wrapper.size_divisibility)
+    if fmt == "onnx":
+        path = export_onnx(wrapper, output, sample_size=hw, batch_size=batch_size, opset=opset, dynamic=not static)
+    else:
+        path = export_torchscript(wrapper, output, sample_size=hw, batch_size=batch_size)
+    if verify:
+        verify_export(wrapper, path, fmt, shapes=verification_shapes(batch_size, hw, not static))
+    return path

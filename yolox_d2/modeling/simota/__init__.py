@@ -1,0 +1,24 @@
+"""
+SimOTA label assignment (YOLOX), vectorised over a padded batch.
+
+The assignment reproduces the official YOLOX ``get_assignments`` of the installed reference
+(``YOLOXHead.get_in_boxes_info`` + ``dynamic_k_matching`` for the 2021 "legacy" rule,
+``get_geometry_constraint`` + ``simota_matching`` for the post-2023 rule), but processes every
+image of a batch at once: ground truths are padded to ``(B, G)`` with a validity mask and the
+candidate predictions of every image are packed to the front of a ``(B, N)`` buffer, in anchor
+order, exactly like the official per-image ``pred[fg_mask]`` compaction, so the dynamic-k
+selection runs over the official candidate set.
+
+The steps, as in mmdetection's ``SimOTAAssigner``:
+
+1. :mod:`.candidates`: the candidate predictions and the geometry prior of every pair;
+2. :mod:`.costs`: the pair costs (IoU cost, classification-cost bounds, exact official costs
+   of the pairs that can decide the assignment);
+3. :mod:`.dynamic_k`: dynamic-k matching (ties: lower anchor index first, deterministically);
+
+orchestrated by :class:`SimOTAMatcher` (:mod:`.matcher`).
+"""
+
+from .matcher import SimOTAAssignment, SimOTAMatcher
+
+__all__ = ["SimOTAAssignment", "SimOTAMatcher"]
