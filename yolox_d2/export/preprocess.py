@@ -4,7 +4,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from ..data.transforms import YOLOX_PAD_VALUE, SizeLike, letterbox_resize, to_hw
+from ..data.transforms import YOLOX_PAD_VALUE, SizeLike, letterbox_chw, to_hw
 
 __all__ = ["letterbox_batch"]
 
@@ -45,8 +45,7 @@ def letterbox_batch(
                 f"Image {i}: expected an (H, W, 3) BGR array, got {type(image).__name__} "
                 f"{getattr(image, 'shape', '')}"
             )
-        resized, ratio = letterbox_resize(image, (h, w))
-        rh, rw = resized.shape[:2]
-        batch[i, :, :rh, :rw] = resized.transpose(2, 0, 1)
+        chw, ratio = letterbox_chw(image, (h, w))
+        batch[i, :, : chw.shape[1], : chw.shape[2]] = chw
         ratios.append(float(ratio))
     return batch, ratios
