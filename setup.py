@@ -4,7 +4,30 @@
 Install into an environment that already has PyTorch and Detectron2 with ``pip install -e .``;
 ``make test`` / ``make demo`` build a complete virtualenv (see README.md).
 """
+import glob
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class build_py_with_configs(build_py):  # noqa: N801  (a setuptools command name)
+    """
+    Also copy the LazyConfig files of ``configs/`` into ``yolox_d2/model_zoo/configs`` of the
+    built package, as Detectron2 ships its ``configs/`` in ``detectron2/model_zoo``. Editable
+    installs read the checkout's ``configs/`` directly (see ``yolox_d2.model_zoo``).
+    """
+
+    def run(self):
+        super().run()
+        destination = os.path.join(self.build_lib, "yolox_d2", "model_zoo", "configs")
+        for source in sorted(glob.glob(os.path.join(HERE, "configs", "**", "*.py"), recursive=True)):
+            target = os.path.join(destination, os.path.relpath(source, os.path.join(HERE, "configs")))
+            self.mkpath(os.path.dirname(target))
+            self.copy_file(source, target)
+
 
 setup(
     name="yolox_d2",
@@ -12,6 +35,7 @@ setup(
     description="YOLOX (Exceeding YOLO Series in 2021) as a Detectron2 plugin",
     python_requires=">=3.8",
     packages=find_packages(include=["yolox_d2", "yolox_d2.*"]),
+    cmdclass={"build_py": build_py_with_configs},
     # Detectron2 itself is not listed: it is published under several names (official source
     # builds, sal-detectron2, ...) and an existing install must never be replaced.
     install_requires=[

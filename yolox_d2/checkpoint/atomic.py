@@ -12,6 +12,10 @@ next save removes.
 
 Remote paths (``s3://``, ``manifold://``...) have no atomic rename: they are written with the
 plain :class:`~detectron2.checkpoint.DetectionCheckpointer` behaviour.
+
+Loading a checkpoint made for another number of classes (fine-tuning) leaves the model's
+class-prediction tensors as initialised and says so in one line (see
+:mod:`yolox_d2.checkpoint.class_predictions`); any other shape mismatch is reported as before.
 """
 
 import logging
@@ -22,8 +26,10 @@ from typing import IO, Any, Callable, Dict, Optional
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from ..utils.file_io import is_local_path, local_path
+from .class_predictions import pop_mismatched_class_predictions
 
 __all__ = [
     "AtomicDetectionCheckpointer",
@@ -134,8 +140,33 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     :class:`~detectron2.checkpoint.DetectionCheckpointer` whose :meth:`save` and
     :meth:`tag_last_checkpoint` are atomic (see the module docstring): at any instant,
     ``last_checkpoint`` names a complete checkpoint (or does not exist), so ``--resume``
-    after a kill always loads a whole file. Loading is unchanged.
+    after a kill always loads a whole file.
+
+    Loading is Detectron2's, except for a checkpoint whose class-prediction tensors (the
+    YOLOX head's ``cls_preds``) were made for another number of classes: they are skipped,
+    the model keeps its initial ones, and a single warning names them and both class
+    counts, instead of one shape-mismatch warning per tensor.
     """
+
+    def _load_model(self, checkpoint: Dict[str, Any]) -> Any:
+        """
+        fvcore's extension point for loading ``checkpoint["model"]``: leave out the
+        class-prediction tensors that differ only in the number of classes (logged once),
+        then load the rest with :class:`~detectron2.checkpoint.DetectionCheckpointer`.
+        """
+        state_dict = checkpoint.get("model")
+        if not isinstance(state_dict, dict) or checkpoint.get("matching_heuristics", False):
+            # heuristic (Caffe2 / pycls) name matching renames keys first: leave it alone
+            return super()._load_model(checkpoint)
+        if state_dict and all(k.startswith("module.") for k in state_dict):  # as fvcore does
+            consume_prefix_in_state_dict_if_present(state_dict, "module.")
+        reinitialized = pop_mismatched_class_predictions(state_dict, self.model)
+        incompatible = super()._load_model(checkpoint)
+        if reinitialized.keys:
+            self.logger.warning(reinitialized.message())
+            skipped = set(reinitialized.keys)
+            incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if k not in skipped]
+        return incompatible
 
     def save(self, name: str, **kwargs: Any) -> None:
         """

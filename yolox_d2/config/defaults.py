@@ -22,6 +22,7 @@ def add_yolox_config(cfg: CN) -> CN:
     cfg.MODEL.CSPDARKNET.DEPTHWISE = False
     cfg.MODEL.CSPDARKNET.NORM = "BN"
     cfg.MODEL.CSPDARKNET.ACTIVATION = "silu"
+    cfg.MODEL.CSPDARKNET.FREEZE_AT = 0  # 0: nothing frozen, 1: stem, k: stem + k-1 stages
 
     cfg.MODEL.DARKNET = CN()
     cfg.MODEL.DARKNET.DEPTH = 53
@@ -29,6 +30,7 @@ def add_yolox_config(cfg: CN) -> CN:
     cfg.MODEL.DARKNET.OUT_FEATURES = ["dark3", "dark4", "dark5"]
     cfg.MODEL.DARKNET.NORM = "BN"
     cfg.MODEL.DARKNET.ACTIVATION = "lrelu"
+    cfg.MODEL.DARKNET.FREEZE_AT = 0  # 0: nothing frozen, 1: stem, k: stem + k-1 stages
 
     cfg.MODEL.YOLOX_FPN = CN()
     cfg.MODEL.YOLOX_FPN.IN_FEATURES = ["dark3", "dark4", "dark5"]

@@ -31,10 +31,16 @@ against the decoded image's real size: a declared ``height`` / ``width`` can be 
 Modules: :mod:`.reasons` (the reasons and their actions), :mod:`.report` (the counts and
 messages), :mod:`.metadata` (the declared categories), :mod:`.annotations` (one annotation),
 :mod:`.dataset_dicts` (the records), :mod:`.catalog` (registered training datasets).
+
+Start-up checks (before the first iteration): :func:`check_image_files` (:mod:`.image_files`:
+every image header readable, declared sizes right; an error for evaluation sets) and
+:func:`check_num_classes` (:mod:`.class_count`: ``model.num_classes`` against ``thing_classes``).
 """
 
 from .catalog import ValidatedDatasetDicts, get_validated_dataset_dicts
+from .class_count import check_num_classes
 from .dataset_dicts import validate_dataset_dicts
+from .image_files import ImageFileProblem, check_image_files
 from .metadata import dataset_metadata_classes
 from .reasons import REASONS, Reason
 from .report import DataIssueReport, DatasetValidationError
@@ -48,4 +54,7 @@ __all__ = [
     "validate_dataset_dicts",
     "get_validated_dataset_dicts",
     "dataset_metadata_classes",
+    "ImageFileProblem",
+    "check_image_files",
+    "check_num_classes",
 ]

@@ -30,6 +30,7 @@ class CSPDarknet(SequentialStagesBackbone):
         norm="BN",
         activation="silu",
         in_channels: int = 3,
+        freeze_at: int = 0,
     ):
         """
         Args:
@@ -42,6 +43,9 @@ class CSPDarknet(SequentialStagesBackbone):
             norm: Detectron2 norm name or callable (BatchNorm gets YOLOX's eps/momentum).
             activation: ``"silu"`` (YOLOX) / ``"relu"`` / ``"lrelu"`` or a module.
             in_channels: input image channels.
+            freeze_at: stages to freeze (see :meth:`freeze`): 0 none, 1 the Focus stem,
+                ``k`` the stem and ``dark2 .. dark<k>``; frozen BatchNorm layers become
+                ``FrozenBatchNorm2d``.
         """
         super().__init__()
         base = int(width * 64)
@@ -78,6 +82,7 @@ class CSPDarknet(SequentialStagesBackbone):
         # also makes every output exactly input / stride (YOLOX sizes are multiples of 32).
         # Necks (YOLOPAFPN, Detectron2's FPN) declare their own.
         self._size_divisibility = max(self._out_feature_strides[f] for f in self._out_features)
+        self.freeze(freeze_at)
 
     @property
     def size_divisibility(self) -> int:
@@ -96,4 +101,5 @@ def build_cspdarknet_backbone(cfg, input_shape: ShapeSpec) -> CSPDarknet:
         norm=c.NORM,
         activation=c.ACTIVATION,
         in_channels=input_shape.channels,
+        freeze_at=c.FREEZE_AT,
     )

@@ -43,6 +43,7 @@ class Darknet53(SequentialStagesBackbone):
         norm="BN",
         activation="lrelu",
         in_channels: int = 3,
+        freeze_at: int = 0,
     ):
         """
         Args:
@@ -52,6 +53,9 @@ class Darknet53(SequentialStagesBackbone):
             norm, activation: see :class:`yolox_d2.layers.ConvBNAct`; YOLOX-Darknet53 uses
                 LeakyReLU(0.1).
             in_channels: input image channels.
+            freeze_at: stages to freeze (see :meth:`freeze`): 0 none, 1 the stem, ``k`` the
+                stem and ``dark2 .. dark<k>``; frozen BatchNorm layers become
+                ``FrozenBatchNorm2d``.
         """
         super().__init__()
         if depth not in self._BLOCKS_PER_STAGE:
@@ -81,6 +85,7 @@ class Darknet53(SequentialStagesBackbone):
             (c, c * 2, c * 4, c * 8, c5),
             out_features,
         )
+        self.freeze(freeze_at)
 
     @staticmethod
     def _stage(in_channels: int, num_blocks: int, **kw) -> List[nn.Module]:
@@ -102,4 +107,5 @@ def build_darknet53_backbone(cfg, input_shape: ShapeSpec) -> Darknet53:
         norm=c.NORM,
         activation=c.ACTIVATION,
         in_channels=input_shape.channels,
+        freeze_at=c.FREEZE_AT,
     )
