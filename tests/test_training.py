@@ -1,34 +1,25 @@
-"""End-to-end training with tools/lazyconfig_train_net.py: overfitting, resume, 2 processes."""
-import importlib.util
+"""End-to-end training with the recipe of yolox_d2.engine.defaults (the training tool's): overfitting,
+resume, 2 processes."""
 import shutil
-import sys
 
 import pytest
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import LazyConfig
+from detectron2.config import LazyConfig, instantiate
+from yolox_d2.engine.defaults import do_test, do_train
 from yolox_d2.solver import YOLOXWarmCosineParamScheduler
 
 from .synthetic_shapes import make_shapes_dataset, register_shapes_dataset
-from .train_net_runner import SMALL_TREES, TRAIN_NET, read_metrics, run_train_net
+from .train_net_runner import SMALL_TREES, read_metrics, run_train_net
 
 TREES_CFG = "configs/deepforest/yolox_nano_trees.py"
 
 
-def _load_train_net():
-    """tools/ is not a package (Detectron2's wheel owns a top-level `tools`): load by path."""
-    spec = importlib.util.spec_from_file_location("yolox_d2_lazyconfig_train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_overfits_a_handful_of_images(tmp_path, repo_root):
-    """Training through the tool's own do_train on 4 images reaches AP50 >= 0.9 on them."""
+    """Training through the training tool's do_train on 4 images reaches AP50 >= 0.9 on them."""
     dicts = make_shapes_dataset(str(tmp_path / "images"), num_images=4, size=256)
     register_shapes_dataset("yolox_d2_test_shapes", dicts)
-    train_net = _load_train_net()
     cfg = LazyConfig.load(str(repo_root / "configs" / "yolox_nano.py"))
     cfg = LazyConfig.apply_overrides(
         cfg,
@@ -62,11 +53,10 @@ def test_overfits_a_handful_of_images(tmp_path, repo_root):
         ],
     )
     torch.manual_seed(0)
-    args = train_net.default_argument_parser().parse_args(["--config-file", "unused"])
-    train_net.do_train(args, cfg)
-    model = train_net.instantiate(cfg.model)
+    do_train(cfg, resume=False)
+    model = instantiate(cfg.model)
     DetectionCheckpointer(model).load(str(tmp_path / "out" / "model_final.pth"))
-    results = train_net.do_test(cfg, model.eval())
+    results = do_test(cfg, model.eval())
     assert results["bbox"]["AP50"] >= 90.0, results
 
 
