@@ -7,13 +7,70 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
-from yolox_d2.engine.defaults import do_test, do_train
+from detectron2.engine import hooks
+from yolox_d2.checkpoint import AtomicDetectionCheckpointer
+from yolox_d2.engine import EMAHook, MultiScaleHook, SyncBNStatsHook, YOLOXModeSwitchHook
+from yolox_d2.engine.defaults import (
+    build_ema,
+    build_hooks,
+    build_model,
+    build_optimizer,
+    build_trainer,
+    do_test,
+    do_train,
+)
+from yolox_d2.engine.guards import GuardedSimpleTrainer
 from yolox_d2.solver import YOLOXWarmCosineParamScheduler
 
 from .synthetic_shapes import make_shapes_dataset, register_shapes_dataset
 from .train_net_runner import SMALL_TREES, read_metrics, run_train_net
 
 TREES_CFG = "configs/deepforest/yolox_nano_trees.py"
+
+
+class _MosaicSwitch:
+    def __init__(self):
+        self.calls = []
+
+    def set_mosaic_enabled(self, enabled):
+        self.calls.append(enabled)
+
+
+def test_build_hooks_gives_the_recipe_hooks_in_order(tmp_path):
+    """The one hook list: EMA first after the LR, multi-scale before the checkpointer, BN sync
+    right before the evaluation, writers last; EMA and multi-scale only when enabled."""
+    cfg = LazyConfig.apply_overrides(
+        LazyConfig.load(TREES_CFG), ["train.no_aug_iters=7", f"train.output_dir={tmp_path}"]
+    )
+    model = build_model(cfg)
+    ema = build_ema(cfg, model)
+    trainer = build_trainer(cfg, model, [], build_optimizer(cfg, model), ema=ema)
+    assert isinstance(trainer, GuardedSimpleTrainer) and trainer.model is model  # one process
+    assert isinstance(trainer.checkpointer, AtomicDetectionCheckpointer)
+    assert trainer.checkpointer.checkpointables == {"trainer": trainer, "ema": ema}
+    dataset = _MosaicSwitch()
+    recipe = build_hooks(cfg, trainer, dataset, ema=ema)
+    assert [type(h) for h in recipe] == [
+        hooks.IterationTimer,
+        hooks.LRScheduler,
+        EMAHook,
+        YOLOXModeSwitchHook,
+        MultiScaleHook,
+        hooks.PeriodicCheckpointer,
+        SyncBNStatsHook,
+        hooks.EvalHook,
+        hooks.PeriodicWriter,
+    ]
+    assert recipe[2].ema is ema
+    assert recipe[3].switch_iter == cfg.train.max_iter - 7
+    assert recipe[4].initial_size == (416, 416) and recipe[4].sizes[0] == (320, 320)
+
+    cfg.train.ema.enabled = False
+    cfg.train.multiscale.enabled = False
+    assert build_ema(cfg, model) is None
+    plain = build_hooks(cfg, build_trainer(cfg, model, [], build_optimizer(cfg, model)), dataset)
+    assert EMAHook not in map(type, plain) and MultiScaleHook not in map(type, plain)
+    assert len(plain) == 7 and dataset.calls == []  # nothing switched before training
 
 
 def test_overfits_a_handful_of_images(tmp_path, repo_root):
