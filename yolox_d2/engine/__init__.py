@@ -5,6 +5,8 @@
 hook list of the recipe, with the rules of its order.
 """
 
+from ..utils.comm import broadcast_ints_from_main
+from ..utils.model import unwrap_model
 from .bn_stats import SyncBNStatsHook, all_reduce_bn_stats, bn_stat_keys
 from .ddp import create_ddp_model
 from .defaults import (
@@ -22,8 +24,6 @@ from .ema import EMAHook, ModelEMA, apply_ema, ema_eval_function, save_ema_weigh
 from .mode_switch import YOLOXModeSwitchHook
 from .multiscale import MultiScaleHook, multiscale_sizes
 from .predictor import YOLOXPredictor
-from ..utils.comm import broadcast_ints_from_main
-from ..utils.model import unwrap_model
 
 __all__ = [
     "EMAHook",
