@@ -1,12 +1,12 @@
 """
-tools/demo.py and YOLOXPredictor: the demo run like a user (subprocess) on a folder of real
-photos, a short video and an unreadable file; the predictor gives what the model gives.
+tools/demo.py (yolox_d2.engine.demo) and YOLOXPredictor: the demo run like a user (subprocess) on
+a folder of real photos, a short video and an unreadable file; the predictor gives what the model
+gives.
 """
 
 import logging
 import os
 import re
-import runpy
 import shutil
 import subprocess
 import sys
@@ -20,6 +20,7 @@ from detectron2.config import LazyConfig, instantiate
 
 from yolox_d2.data.mappers import YOLOXTestMapper
 from yolox_d2.engine import ModelEMA, YOLOXPredictor
+from yolox_d2.engine.demo import output_path, run_demo
 from yolox_d2.engine.predictor import build_inference_model
 
 from .conftest import photo_paths
@@ -126,9 +127,14 @@ def test_demo_folder_video_and_unreadable_file(repo_root, tmp_path, checkpoints)
     assert all(f.shape == frames[0].shape for f in written)
 
 
+def _demo(config_file, output, inputs, opts=(), **kwargs):
+    """What tools/demo.py runs for ``--config-file ... --output ... --input ... --opts ...``."""
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), list(opts))
+    return run_demo(cfg, output, inputs=inputs, **kwargs)
+
+
 def test_demo_cli_errors(repo_root, tmp_path, checkpoints):
-    """Quick cases in-process (main() loaded from the file: tools/ is not a package)."""
-    main = runpy.run_path(str(repo_root / "tools" / "demo.py"))["main"]
+    """Quick cases in-process (the tool's run_demo), the argument check through the tool."""
     cfg = str(repo_root / "configs" / CONFIG)
     messages = []
 
@@ -143,83 +149,41 @@ def test_demo_cli_errors(repo_root, tmp_path, checkpoints):
     try:
         photo = photo_paths(("coffee.png",))[0]
         missing = tmp_path / "missing.png"
-        args = [
-            "--config-file",
-            cfg,
-            "--output",
-            str(tmp_path / "out"),
-            "--input",
-            photo,
-            str(missing),
-            "--opts",
-            f"train.init_checkpoint={checkpoints['plain']}",
-            *DEMO_OPTS,
-        ]
-        assert main(args) == 1
+        opts = [f"train.init_checkpoint={checkpoints['plain']}", *DEMO_OPTS]
+        assert _demo(cfg, str(tmp_path / "out"), [photo, str(missing)], opts) == 1
         assert any(f"no such file '{missing}'" in m for m in messages)
         assert cv2.imread(str(tmp_path / "out" / "coffee.jpg")) is not None
 
-        assert (
-            main(
-                [
-                    "--config-file",
-                    cfg,
-                    "--output",
-                    str(tmp_path / "o2"),
-                    "--input",
-                    str(tmp_path / "empty_dir_none"),
-                ]
-            )
-            == 1
-        )
+        assert _demo(cfg, str(tmp_path / "o2"), [str(tmp_path / "empty_dir_none")]) == 1
         (tmp_path / "empty").mkdir()
-        assert (
-            main(["--config-file", cfg, "--output", str(tmp_path / "o3"), "--input", str(tmp_path / "empty")])
-            == 2
-        )
+        assert _demo(cfg, str(tmp_path / "o3"), [str(tmp_path / "empty")]) == 2
         assert any("Nothing to do" in m for m in messages)
         nowhere = tmp_path / "nowhere.pth"
-        assert (
-            main(
-                [
-                    "--config-file",
-                    cfg,
-                    "--output",
-                    str(tmp_path / "o4"),
-                    "--input",
-                    photo,
-                    "--opts",
-                    f"train.init_checkpoint={nowhere}",
-                    "train.device=cpu",
-                ]
-            )
-            == 2
-        )
+        opts = [f"train.init_checkpoint={nowhere}", "train.device=cpu"]
+        assert _demo(cfg, str(tmp_path / "o4"), [photo], opts) == 2
         assert any(f"Checkpoint '{nowhere}' (train.init_checkpoint) does not exist" in m for m in messages)
-        with pytest.raises(SystemExit):
-            main(
-                [
-                    "--config-file",
-                    cfg,
-                    "--output",
-                    str(tmp_path),
-                    "--input",
-                    photo,
-                    "--confidence-threshold",
-                    "2",
-                ]
-            )
+        with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+            _demo(cfg, str(tmp_path), [photo], threshold=2)
+        with pytest.raises(ValueError, match="not both"):
+            _demo(cfg, str(tmp_path), [photo], dataset="coco_2017_val")
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "tools" / "demo.py"), "--config-file", cfg, "--output", str(tmp_path),
+         "--input", photo, "--confidence-threshold", "2"],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+    )
+    assert proc.returncode == 2 and "--confidence-threshold must be in [0, 1]" in proc.stderr, proc.stderr
 
 
-def test_output_names_do_not_collide(repo_root):
-    module = runpy.run_path(str(repo_root / "tools" / "demo.py"))
+def test_output_names_do_not_collide():
     used = set()
-    names = [module["output_path"]("out", p, ".jpg", used) for p in ("a/x.png", "b/x.jpg", "x.bmp")]
+    names = [output_path("out", p, ".jpg", used) for p in ("a/x.png", "b/x.jpg", "x.bmp")]
     assert names == ["out/x.jpg", "out/x_1.jpg", "out/x_2.jpg"]
-    assert module["output_path"]("out", "x.mp4", ".mp4", used) == "out/x.mp4"
+    assert output_path("out", "x.mp4", ".mp4", used) == "out/x.mp4"
 
 
 def test_predictor_gives_the_model_output_with_ema_weights(repo_root, checkpoints):

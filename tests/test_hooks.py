@@ -1,4 +1,4 @@
-"""Tests of yolox_d2.engine.hooks (mode switch, multi-scale, BN sync) and of a full resume."""
+"""Tests of the recipe hooks of yolox_d2.engine (mode switch, multi-scale, BN sync) and of a full resume."""
 
 import logging
 import os
@@ -13,14 +13,16 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import HookBase, SimpleTrainer, hooks
 from torch import nn
 
-from yolox_d2.engine.ema import EMAHook, ModelEMA, ema_eval_function
-from yolox_d2.engine.hooks import (
+from yolox_d2.engine import (
+    EMAHook,
+    ModelEMA,
     MultiScaleHook,
     SyncBNStatsHook,
     YOLOXModeSwitchHook,
     all_reduce_bn_stats,
     bn_stat_keys,
     broadcast_ints_from_main,
+    ema_eval_function,
     multiscale_sizes,
     unwrap_model,
 )
@@ -157,7 +159,7 @@ def test_mode_switch_in_simple_trainer_logs_once(caplog):
     trainer = SimpleTrainer(model, data, torch.optim.SGD(model.parameters(), lr=0.01))
     hook = YOLOXModeSwitchHook.from_dataset(5, data)
     trainer.register_hooks([hook])
-    with caplog.at_level(logging.INFO, logger="yolox_d2.engine.hooks"):
+    with caplog.at_level(logging.INFO, logger="yolox_d2.engine.mode_switch"):
         trainer.train(0, 9)
     assert [t[1] for t in model.trace] == [False] * 5 + [True] * 4  # L1 loss
     # data produced for iteration 5 was already un-augmented (single-process loader)
@@ -271,11 +273,11 @@ def test_multiscale_errors():
 
 
 def test_sync_bn_hook_runs_right_before_each_evaluation(monkeypatch):
-    import yolox_d2.engine.hooks as hooks_mod
+    import yolox_d2.engine.bn_stats as bn_stats_mod
 
     events = []
     monkeypatch.setattr(
-        hooks_mod, "all_reduce_bn_stats", lambda model, ema=None: events.append("sync") or 0
+        bn_stats_mod, "all_reduce_bn_stats", lambda model, ema=None: events.append("sync") or 0
     )
     model, data = ToyDetector(), ToyDataset()
     trainer = SimpleTrainer(model, data, torch.optim.SGD(model.parameters(), lr=0.01))

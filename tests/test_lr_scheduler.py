@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 from detectron2.solver import LRMultiplier
+from detectron2.config import LazyConfig
 from fvcore.common.param_scheduler import ParamScheduler
 
-from yolox_d2.solver.lr_scheduler import YOLOXWarmCosineParamScheduler
+from yolox_d2.solver.lr_scheduler import YOLOXWarmCosineParamScheduler, epochs_to_fractions
 
 yolox_lr = pytest.importorskip("yolox.utils.lr_scheduler")
 
@@ -86,6 +87,18 @@ def test_invalid_arguments():
     with pytest.raises(ValueError):
         YOLOXWarmCosineParamScheduler()(-0.5)
     assert "warmup_fraction" in repr(YOLOXWarmCosineParamScheduler())
+
+
+def test_configs_and_from_epochs_share_one_epoch_conversion(repo_root):
+    assert epochs_to_fractions(300, 5, 15) == {"warmup_fraction": 5 / 300, "no_aug_fraction": 15 / 300}
+    with pytest.raises(ValueError, match="total_epochs"):
+        epochs_to_fractions(0)
+    # configs/deepforest/yolox_nano_trees.py: yolox_schedule(epochs=125, iters_per_epoch=8, ...)
+    cfg = LazyConfig.load(str(repo_root / "configs" / "deepforest" / "yolox_nano_trees.py"))
+    scheduler = YOLOXWarmCosineParamScheduler.from_epochs(125, warmup_epochs=5, no_aug_epochs=15)
+    assert cfg.lr_multiplier.warmup_fraction == scheduler.warmup_fraction == 5 / 125
+    assert cfg.lr_multiplier.no_aug_fraction == scheduler.no_aug_fraction == 15 / 125
+    assert (cfg.train.max_iter, cfg.train.no_aug_iters, cfg.train.eval_period) == (1000, 120, 1000)
 
 
 def test_lr_multiplier_reproduces_official_trainer_lrs():

@@ -4,15 +4,13 @@ CSPDarknet under RetinaNet / FCOS, Detectron2's FPN under the YOLOX head).
 
 Each config is checked as written (meta-architecture, backbone, feature names / channels /
 strides, pixel statistics, normalisation layers), then trained for one iteration and evaluated
-once through ``tools/lazyconfig_train_net.py``'s own ``do_train`` on two real tree tiles, with
+once through the training tool's ``do_train`` (:mod:`yolox_d2.engine.defaults`) on two real tree tiles, with
 only sizes, batch, iterations and data shrunk.
 """
-import argparse
 import importlib.util
 import json
 import math
 from collections import namedtuple
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,6 +25,7 @@ from detectron2.modeling.backbone import RegNet
 from detectron2.structures import Boxes, Instances
 
 import yolox_d2  # noqa: F401  (registers the datasets)
+import yolox_d2.engine.defaults as train_defaults
 from yolox_d2.modeling import YOLOX, CSPDarknet, YOLOPAFPN, YOLOXHead
 
 needs_deepforest = pytest.mark.skipif(
@@ -53,7 +52,6 @@ LOSSES = {
     FCOS: {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"},
 }
 SIZE = 128
-TRAIN_NET = Path(__file__).resolve().parents[1] / "tools" / "lazyconfig_train_net.py"
 TRAIN, VAL = "yolox_d2_mix_trees_train", "yolox_d2_mix_trees_val"
 
 
@@ -120,15 +118,6 @@ def tiny_trees():
     return TRAIN, VAL
 
 
-@pytest.fixture(scope="module")
-def train_net():
-    """tools/ is not a package (Detectron2's wheel owns a top-level `tools`): load by path."""
-    spec = importlib.util.spec_from_file_location("yolox_d2_mix_train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class _RecordOutputs(DatasetEvaluator):
     def reset(self):
         self.pairs = []
@@ -143,7 +132,7 @@ class _RecordOutputs(DatasetEvaluator):
 @needs_deepforest
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_one_training_iteration_and_one_evaluation(
-    repo_root, tmp_path, monkeypatch, tiny_trees, train_net, name
+    repo_root, tmp_path, monkeypatch, tiny_trees, name
 ):
     train_name, val_name = tiny_trees
     cfg = _load_cfg(repo_root, name)
@@ -172,16 +161,16 @@ def test_one_training_iteration_and_one_evaluation(
         cfg.model.test_square_size = SIZE
     # Record what the model returns in the tool's own evaluation (after the last iteration).
     recorder, results = _RecordOutputs(), []
-    evaluate = train_net.inference_on_dataset
+    evaluate = train_defaults.inference_on_dataset
 
     def recording_evaluation(model, loader, evaluator):
         results.append(evaluate(model, loader, DatasetEvaluators([evaluator, recorder])))
         return results[-1]
 
-    monkeypatch.setattr(train_net, "inference_on_dataset", recording_evaluation)
+    monkeypatch.setattr(train_defaults, "inference_on_dataset", recording_evaluation)
     torch.manual_seed(0)
 
-    train_net.do_train(argparse.Namespace(resume=False), cfg)
+    train_defaults.do_train(cfg, resume=False)
 
     metrics = [json.loads(line) for line in (tmp_path / "metrics.json").read_text().splitlines()]
     train_row = next(m for m in metrics if "total_loss" in m)

@@ -5,7 +5,6 @@ stops training before the optimizer step with an error naming the iteration, the
 and the last checkpoint.
 """
 
-import importlib.util
 import math
 import os
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from detectron2.engine import hooks
 from yolox_d2.checkpoint import AtomicDetectionCheckpointer
+from yolox_d2.engine.defaults import do_train
 from yolox_d2.engine.guards import (
     GuardedSimpleTrainer,
     NonFiniteLossError,
@@ -27,7 +27,7 @@ from yolox_d2.modeling.losses import yolox_losses
 from yolox_d2.modeling.meta_arch.yolox import YOLOX
 from yolox_d2.modeling.simota import SimOTAMatcher
 
-from .train_net_runner import SMALL_TREES, TRAIN_NET
+from .train_net_runner import REPO_ROOT, SMALL_TREES
 
 # A 64 x 64 input with strides 8 / 16 / 32: 64 + 16 + 4 = 84 predictions per image.
 _STRIDES = (8, 16, 32)
@@ -242,10 +242,6 @@ def test_train_tool_reports_nan_loss_with_iteration_terms_and_checkpoint(tmp_pat
 
     import yolox_d2.modeling.meta_arch.yolox as yolox_module
 
-    spec = importlib.util.spec_from_file_location("yolox_d2_train_net_for_guards", TRAIN_NET)
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
-
     calls = {"n": 0}
     real_losses = yolox_module.yolox_losses
 
@@ -257,7 +253,7 @@ def test_train_tool_reports_nan_loss_with_iteration_terms_and_checkpoint(tmp_pat
         return out
 
     monkeypatch.setattr(yolox_module, "yolox_losses", losses_with_nan)
-    cfg = LazyConfig.load(os.path.join(os.path.dirname(TRAIN_NET), "..", "configs", "deepforest", "yolox_nano_trees.py"))
+    cfg = LazyConfig.load(str(REPO_ROOT / "configs" / "deepforest" / "yolox_nano_trees.py"))
     overrides = [o for o in SMALL_TREES if not o.startswith("dataloader.train.num_workers")]
     cfg = LazyConfig.apply_overrides(
         cfg,
@@ -266,9 +262,8 @@ def test_train_tool_reports_nan_loss_with_iteration_terms_and_checkpoint(tmp_pat
             "train.checkpointer.period=2", "train.eval_period=1000", f"train.output_dir={tmp_path}",
         ],
     )
-    args = train_net.default_argument_parser().parse_args(["--config-file", "unused"])
     with pytest.raises(NonFiniteLossError) as e:
-        train_net.do_train(args, cfg)
+        do_train(cfg, resume=False)
     msg = str(e.value)
     assert "iteration 3" in msg and "loss_box_reg=nan" in msg and "loss_obj=" in msg
     assert str(tmp_path / "model_0000001.pth") in msg

@@ -1,34 +1,82 @@
-"""End-to-end training with tools/lazyconfig_train_net.py: overfitting, resume, 2 processes."""
-import importlib.util
+"""End-to-end training with the recipe of yolox_d2.engine.defaults (the training tool's): overfitting,
+resume, 2 processes."""
 import shutil
-import sys
 
 import pytest
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import LazyConfig
+from detectron2.config import LazyConfig, instantiate
+from detectron2.engine import hooks
+from yolox_d2.checkpoint import AtomicDetectionCheckpointer
+from yolox_d2.engine import EMAHook, MultiScaleHook, SyncBNStatsHook, YOLOXModeSwitchHook
+from yolox_d2.engine.defaults import (
+    build_ema,
+    build_hooks,
+    build_model,
+    build_optimizer,
+    build_trainer,
+    do_test,
+    do_train,
+)
+from yolox_d2.engine.guards import GuardedSimpleTrainer
 from yolox_d2.solver import YOLOXWarmCosineParamScheduler
 
 from .synthetic_shapes import make_shapes_dataset, register_shapes_dataset
-from .train_net_runner import SMALL_TREES, TRAIN_NET, read_metrics, run_train_net
+from .train_net_runner import SMALL_TREES, read_metrics, run_train_net
 
 TREES_CFG = "configs/deepforest/yolox_nano_trees.py"
 
 
-def _load_train_net():
-    """tools/ is not a package (Detectron2's wheel owns a top-level `tools`): load by path."""
-    spec = importlib.util.spec_from_file_location("yolox_d2_lazyconfig_train_net", TRAIN_NET)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+class _MosaicSwitch:
+    def __init__(self):
+        self.calls = []
+
+    def set_mosaic_enabled(self, enabled):
+        self.calls.append(enabled)
+
+
+def test_build_hooks_gives_the_recipe_hooks_in_order(tmp_path):
+    """The one hook list: EMA first after the LR, multi-scale before the checkpointer, BN sync
+    right before the evaluation, writers last; EMA and multi-scale only when enabled."""
+    cfg = LazyConfig.apply_overrides(
+        LazyConfig.load(TREES_CFG), ["train.no_aug_iters=7", f"train.output_dir={tmp_path}"]
+    )
+    model = build_model(cfg)
+    ema = build_ema(cfg, model)
+    trainer = build_trainer(cfg, model, [], build_optimizer(cfg, model), ema=ema)
+    assert isinstance(trainer, GuardedSimpleTrainer) and trainer.model is model  # one process
+    assert isinstance(trainer.checkpointer, AtomicDetectionCheckpointer)
+    assert trainer.checkpointer.checkpointables == {"trainer": trainer, "ema": ema}
+    dataset = _MosaicSwitch()
+    recipe = build_hooks(cfg, trainer, dataset, ema=ema)
+    assert [type(h) for h in recipe] == [
+        hooks.IterationTimer,
+        hooks.LRScheduler,
+        EMAHook,
+        YOLOXModeSwitchHook,
+        MultiScaleHook,
+        hooks.PeriodicCheckpointer,
+        SyncBNStatsHook,
+        hooks.EvalHook,
+        hooks.PeriodicWriter,
+    ]
+    assert recipe[2].ema is ema
+    assert recipe[3].switch_iter == cfg.train.max_iter - 7
+    assert recipe[4].initial_size == (416, 416) and recipe[4].sizes[0] == (320, 320)
+
+    cfg.train.ema.enabled = False
+    cfg.train.multiscale.enabled = False
+    assert build_ema(cfg, model) is None
+    plain = build_hooks(cfg, build_trainer(cfg, model, [], build_optimizer(cfg, model)), dataset)
+    assert EMAHook not in map(type, plain) and MultiScaleHook not in map(type, plain)
+    assert len(plain) == 7 and dataset.calls == []  # nothing switched before training
 
 
 def test_overfits_a_handful_of_images(tmp_path, repo_root):
-    """Training through the tool's own do_train on 4 images reaches AP50 >= 0.9 on them."""
+    """Training through the training tool's do_train on 4 images reaches AP50 >= 0.9 on them."""
     dicts = make_shapes_dataset(str(tmp_path / "images"), num_images=4, size=256)
     register_shapes_dataset("yolox_d2_test_shapes", dicts)
-    train_net = _load_train_net()
     cfg = LazyConfig.load(str(repo_root / "configs" / "yolox_nano.py"))
     cfg = LazyConfig.apply_overrides(
         cfg,
@@ -62,11 +110,10 @@ def test_overfits_a_handful_of_images(tmp_path, repo_root):
         ],
     )
     torch.manual_seed(0)
-    args = train_net.default_argument_parser().parse_args(["--config-file", "unused"])
-    train_net.do_train(args, cfg)
-    model = train_net.instantiate(cfg.model)
+    do_train(cfg, resume=False)
+    model = instantiate(cfg.model)
     DetectionCheckpointer(model).load(str(tmp_path / "out" / "model_final.pth"))
-    results = train_net.do_test(cfg, model.eval())
+    results = do_test(cfg, model.eval())
     assert results["bbox"]["AP50"] >= 90.0, results
 
 

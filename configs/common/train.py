@@ -1,12 +1,13 @@
 """
-Training settings for tools/lazyconfig_train_net.py: Detectron2's ``train`` dict plus the YOLOX
-recipe (300 epochs, yoloxwarmcos, EMA, multi-scale, no-augmentation last 15 epochs).
+Training settings for tools/lazyconfig_train_net.py (:mod:`yolox_d2.engine.defaults`):
+Detectron2's ``train`` dict plus the YOLOX recipe (300 epochs, yoloxwarmcos, EMA, multi-scale,
+no-augmentation last 15 epochs).
 
 The schedule is written in epochs; derived configs change it with :func:`yolox_schedule`.
 """
 from detectron2.config import LazyCall as L
 
-from yolox_d2.solver import YOLOXWarmCosineParamScheduler
+from yolox_d2.solver import YOLOXWarmCosineParamScheduler, epochs_to_fractions
 
 train = dict(
     output_dir="./output/yolox",
@@ -26,9 +27,8 @@ train = dict(
     multiscale=dict(enabled=True, range=5, step=32, period=10, random_size=None),
 )
 
-lr_multiplier = L(YOLOXWarmCosineParamScheduler)(
-    warmup_fraction=5 / 300, no_aug_fraction=15 / 300, min_lr_ratio=0.05
-)
+# warmup_fraction / no_aug_fraction: set by yolox_schedule()
+lr_multiplier = L(YOLOXWarmCosineParamScheduler)(min_lr_ratio=0.05)
 
 
 def yolox_schedule(
@@ -47,8 +47,7 @@ def yolox_schedule(
     train["no_aug_iters"] = int(no_aug_epochs * iters_per_epoch)
     train["eval_period"] = max(int(eval_every_epochs * iters_per_epoch), 1)
     train["checkpointer"]["period"] = train["eval_period"]
-    lr_multiplier["warmup_fraction"] = warmup_epochs / epochs
-    lr_multiplier["no_aug_fraction"] = no_aug_epochs / epochs
+    lr_multiplier.update(epochs_to_fractions(epochs, warmup_epochs, no_aug_epochs))
 
 
 # COCO train2017 (118,287 images) at 64 images per iteration, 300 epochs.

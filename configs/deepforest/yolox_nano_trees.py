@@ -9,16 +9,14 @@ from ..yolox_nano import dataloader, lr_multiplier, model, optimizer, train
 
 model.num_classes = 1
 model.test_score_thresh = 0.001  # COCO-style evaluation
-model.test_square_size = 416
 
 BATCH = 8
 dataloader.train.dataset.dataset_dicts.names = "deepforest_trees_train"
-dataloader.train.dataset.image_size = (416, 416)
+dataloader.train.dataset.image_size = (416, 416)  # the test letterbox and the model follow it
 dataloader.train.dataset.mosaic_prob = 1.0
 dataloader.train.total_batch_size = BATCH
 dataloader.train.num_workers = 2
 dataloader.test.dataset = "deepforest_trees_val"
-dataloader.test.mapper.image_size = (416, 416)
 dataloader.test.num_workers = 0
 
 optimizer.lr = 0.01 * BATCH / 64 * 16  # short from-scratch run: 16x the linear-scaling lr

@@ -17,9 +17,7 @@
   weights as a plain model checkpoint (:func:`save_ema_weights`, ``model_final_ema.pth`` whose
   ``"model"`` holds the EMA weights: the file to deploy / evaluate with ``--eval-only``).
 
-Hook order: register :class:`EMAHook` after ``LRScheduler`` and **before**
-``PeriodicCheckpointer`` and ``EvalHook`` (hooks run in registration order, so checkpoints and
-evaluations of iteration ``i`` then include the EMA update of iteration ``i``).
+Where :class:`EMAHook` goes among the other hooks: :func:`yolox_d2.engine.defaults.build_hooks`.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ from torch import nn
 from detectron2.engine.train_loop import HookBase
 
 from ..checkpoint.atomic import atomic_torch_save
-from .hooks import unwrap_model
+from ..utils.model import unwrap_model
 
 __all__ = ["ModelEMA", "apply_ema", "ema_eval_function", "save_ema_weights", "EMAHook"]
 
@@ -367,16 +365,6 @@ class EMAHook(HookBase):
     def model(self) -> nn.Module:
         """The training model the EMA follows."""
         return self._model if self._model is not None else self.trainer.model
-
-    def wrap_eval_function(self, eval_function: Callable[[], T]) -> Callable[[], T]:
-        """:func:`ema_eval_function` with this hook's model (resolved at call time)."""
-
-        @functools.wraps(eval_function)
-        def _wrapped() -> T:
-            with apply_ema(self.model, self.ema):
-                return eval_function()
-
-        return _wrapped
 
     def before_train(self) -> None:
         if self.ema.updates == 0:

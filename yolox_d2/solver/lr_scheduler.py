@@ -26,10 +26,40 @@ iteration ``i`` to ``update_lr(i)`` after finishing iteration ``i - 1``).
 from __future__ import annotations
 
 import math
+from typing import Dict
 
 from fvcore.common.param_scheduler import ParamScheduler
 
-__all__ = ["YOLOXWarmCosineParamScheduler"]
+__all__ = ["YOLOXWarmCosineParamScheduler", "epochs_to_fractions"]
+
+
+def epochs_to_fractions(
+    total_epochs: float, warmup_epochs: float = 5, no_aug_epochs: float = 15
+) -> Dict[str, float]:
+    """The phases of a schedule written in epochs as fractions of the whole training.
+
+    The one conversion of the official epoch counts to :class:`YOLOXWarmCosineParamScheduler`'s
+    arguments (used by :meth:`YOLOXWarmCosineParamScheduler.from_epochs` and by the configs'
+    ``yolox_schedule``).
+
+    Args:
+        total_epochs: total number of training epochs (official ``max_epoch``, 300).
+        warmup_epochs: warm-up epochs (official ``warmup_epochs``, 5).
+        no_aug_epochs: epochs at the constant minimum LR (official ``no_aug_epochs``, 15).
+
+    Returns:
+        ``{"warmup_fraction": warmup_epochs / total_epochs,
+        "no_aug_fraction": no_aug_epochs / total_epochs}``.
+
+    Raises:
+        ValueError: if ``total_epochs`` is not positive.
+    """
+    if total_epochs <= 0:
+        raise ValueError(f"total_epochs must be > 0, got {total_epochs!r}")
+    return {
+        "warmup_fraction": warmup_epochs / total_epochs,
+        "no_aug_fraction": no_aug_epochs / total_epochs,
+    }
 
 
 class YOLOXWarmCosineParamScheduler(ParamScheduler):
@@ -100,14 +130,10 @@ class YOLOXWarmCosineParamScheduler(ParamScheduler):
             warmup_start_ratio: see :meth:`__init__`.
 
         Returns:
-            The scheduler with ``warmup_fraction = warmup_epochs / total_epochs`` and
-            ``no_aug_fraction = no_aug_epochs / total_epochs``.
+            The scheduler with the fractions of :func:`epochs_to_fractions`.
         """
-        if total_epochs <= 0:
-            raise ValueError(f"total_epochs must be > 0, got {total_epochs!r}")
         return cls(
-            warmup_fraction=warmup_epochs / total_epochs,
-            no_aug_fraction=no_aug_epochs / total_epochs,
+            **epochs_to_fractions(total_epochs, warmup_epochs, no_aug_epochs),
             min_lr_ratio=min_lr_ratio,
             warmup_start_ratio=warmup_start_ratio,
         )

@@ -9,27 +9,21 @@ from yolox_d2.data import (
     build_yolox_test_loader,
     build_yolox_train_loader,
     get_validated_dataset_dicts,
+    yolox_augmentation_defaults,
 )
 from yolox_d2.evaluation import FasterCOCOEvaluator
 
 dataloader = OmegaConf.create()
 
-# Defaults of the large models (M/L/X/Darknet53); S/Tiny/Nano configs turn MixUp off.
+# The augmentation and input size of YOLOX-L; each variant config takes its own from
+# yolox_augmentation_defaults(variant) (S/Tiny/Nano: no MixUp, milder mosaic scale).
 dataloader.train = L(build_yolox_train_loader)(
     dataset=L(MosaicMixupDataset)(
         # validated against each dataset's metadata: bad boxes / files dropped, with a summary
         dataset_dicts=L(get_validated_dataset_dicts)(names="coco_2017_train"),
-        image_size=(640, 640),
-        mosaic_prob=1.0,
-        mixup_prob=1.0,
-        enable_mixup=True,
-        mosaic_scale=(0.1, 2.0),
-        mixup_scale=(0.5, 1.5),
-        degrees=10.0,
-        translate=0.1,
-        shear=2.0,
-        hsv_prob=1.0,
-        flip_prob=0.5,
+        # image_size: the one input size; the test letterbox below (and the model's
+        # test_square_size in configs/yolox_l.py) follow it
+        **yolox_augmentation_defaults("l"),
     ),
     total_batch_size=64,
     num_workers=4,
@@ -38,7 +32,7 @@ dataloader.train = L(build_yolox_train_loader)(
 
 dataloader.test = L(build_yolox_test_loader)(
     dataset="coco_2017_val",
-    mapper=L(YOLOXTestMapper)(image_size=(640, 640)),
+    mapper=L(YOLOXTestMapper)(image_size="${...train.dataset.image_size}"),
     batch_size=1,
     num_workers=4,
 )
