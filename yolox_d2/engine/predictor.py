@@ -12,7 +12,8 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.data import Metadata, MetadataCatalog
 
-from ..data.transforms import letterbox_resize, to_hw
+from ..data.transforms import letterbox_chw, to_hw
+from ..utils.file_io import is_local_path, local_path
 from .ema import ModelEMA
 
 __all__ = ["YOLOXPredictor", "build_inference_model", "resolve_device", "inference_image_size"]
@@ -53,7 +54,7 @@ def build_inference_model(cfg, device: Optional[str] = None, fuse: bool = True) 
     model = instantiate(cfg.model).to(device).eval()
     checkpoint = cfg.train.get("init_checkpoint", "") if "train" in cfg else ""
     if checkpoint:
-        if "://" not in checkpoint and not os.path.isfile(checkpoint):
+        if is_local_path(checkpoint) and not os.path.isfile(local_path(checkpoint)):
             raise FileNotFoundError(f"Checkpoint {checkpoint!r} (train.init_checkpoint) does not exist")
         ema = ModelEMA(model)
         DetectionCheckpointer(model, ema=ema).load(checkpoint)
@@ -133,6 +134,6 @@ class YOLOXPredictor:
                 f"{type(image_bgr).__name__} {getattr(image_bgr, 'shape', '')}"
             )
         height, width = image_bgr.shape[:2]
-        resized, _ = letterbox_resize(image_bgr, self.image_size)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+        chw, _ = letterbox_chw(image_bgr, self.image_size)
+        tensor = torch.from_numpy(chw)
         return self.model([{"image": tensor, "height": height, "width": width}])[0]
