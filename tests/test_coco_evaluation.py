@@ -8,6 +8,7 @@ import copy
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 
@@ -178,6 +179,31 @@ def test_same_ap_as_pycocotools_with_another_detection_limit(tmp_path, max_dets)
     default, _ = _both_backends(TREES, tmp_path / "default", inputs, outputs)
     if max_dets == 10:  # ~35 trees a tile: a limit of 10 detections lowers AP
         assert ours["bbox"]["AP"] < default["bbox"]["AP"] - 1
+
+
+STRING_IDS = "test_coco_evaluation_trees_string_ids"
+
+
+def test_same_ap_as_pycocotools_with_string_image_ids(tmp_path):
+    """Pascal VOC datasets (Detectron2's and ours) use file ids as image ids: faster-coco-eval
+    needs integers, so the evaluator renumbers them for scoring only."""
+    dicts = copy.deepcopy(DatasetCatalog.get(TREES))
+    for d in dicts:
+        d["image_id"] = os.path.splitext(os.path.basename(d["file_name"]))[0]
+    assert not any(isinstance(d["image_id"], int) for d in dicts)
+    DatasetCatalog.register(STRING_IDS, lambda: copy.deepcopy(dicts))
+    MetadataCatalog.get(STRING_IDS).set(thing_classes=MetadataCatalog.get(TREES).thing_classes)
+    try:
+        inputs, outputs = _detections(dicts, seed=5, num_classes=1)
+        ours, reference = _both_backends(STRING_IDS, tmp_path, inputs, outputs)
+        _assert_same_metrics(ours, reference, ["bbox"])
+        assert reference["bbox"]["AP"] > 5
+        # the saved results keep the dataset's own ids
+        saved = json.loads((tmp_path / "faster_coco_eval" / "coco_instances_results.json").read_text())
+        assert {r["image_id"] for r in saved} <= {d["image_id"] for d in dicts}
+    finally:
+        DatasetCatalog.remove(STRING_IDS)
+        MetadataCatalog.remove(STRING_IDS)
 
 
 def test_same_ap_as_pycocotools_on_a_subset_of_images(tmp_path):

@@ -29,7 +29,13 @@ except ImportError:  # the evaluator falls back to pycocotools, with a warning
     FasterCOCO = COCOeval_faster = None
     FASTER_COCO_EVAL_AVAILABLE = False
 
-__all__ = ["BACKENDS", "FASTER_COCO_EVAL_AVAILABLE", "FasterCOCOEvaluator", "evaluate_predictions_with_faster_coco_eval"]
+__all__ = [
+    "BACKENDS",
+    "FASTER_COCO_EVAL_AVAILABLE",
+    "FasterCOCOEvaluator",
+    "evaluate_predictions_with_faster_coco_eval",
+    "integer_image_ids",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +103,14 @@ class FasterCOCOEvaluator(COCOEvaluator):
         )
         self._backend = backend
         self._faster_coco_api = None
+        self._image_id_to_int: Optional[Dict] = None
         if backend == "faster_coco_eval" and self._do_evaluation:
             # Its own copy of the ground truth: scoring adds fields to the annotations, and the
             # pycocotools one of the base class still serves the box-proposal recall.
-            self._faster_coco_api = FasterCOCO(PathManager.get_local_path(self._metadata.json_file))
+            with PathManager.open(self._metadata.json_file) as f:
+                coco_dict = json.load(f)
+            self._image_id_to_int = integer_image_ids(coco_dict)
+            self._faster_coco_api = FasterCOCO(coco_dict)
 
     @property
     def backend(self) -> str:
@@ -128,6 +138,10 @@ class FasterCOCOEvaluator(COCOEvaluator):
             return
 
         logger.info("Evaluating predictions with faster-coco-eval ...")
+        if self._image_id_to_int is not None:  # the saved json keeps the dataset's own ids
+            coco_results = [dict(r, image_id=self._image_id_to_int[r["image_id"]]) for r in coco_results]
+            if img_ids is not None:
+                img_ids = [self._image_id_to_int[i] for i in img_ids]
         for task in sorted(tasks):
             if task not in FASTER_TASKS:
                 raise ValueError(f"FasterCOCOEvaluator: unknown task {task!r}; expected one of {FASTER_TASKS}")
@@ -167,6 +181,24 @@ class FasterCOCOEvaluator(COCOEvaluator):
                     f"{self._metadata.name} has {num_classes} classes (valid: 0..{num_classes - 1})"
                 )
             result["category_id"] = reverse_id_mapping[category_id]
+
+
+def integer_image_ids(coco_dict: Dict) -> Optional[Dict]:
+    """
+    faster-coco-eval needs integer image ids; Detectron2 datasets may use strings (Pascal VOC's
+    file ids). When some id is not an integer, renumber the images of ``coco_dict`` in place
+    (``images[].id`` and ``annotations[].image_id``) and return the map from the dataset's ids
+    to the new ones; return None when every id is already an integer.
+    """
+    images = coco_dict.get("images", [])
+    if all(isinstance(img["id"], int) and not isinstance(img["id"], bool) for img in images):
+        return None
+    mapping = {img["id"]: index for index, img in enumerate(images)}
+    for img in images:
+        img["id"] = mapping[img["id"]]
+    for ann in coco_dict.get("annotations", []):
+        ann["image_id"] = mapping[ann["image_id"]]
+    return mapping
 
 
 def evaluate_predictions_with_faster_coco_eval(
