@@ -76,8 +76,9 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
     output; see :func:`~yolox_d2.data.transforms.render_mosaic_affine`), so they equal the
     step-by-step result up to interpolation. A mosaic partner in a slot that the affine leaves
     out of the output is not read (it could add no pixel and no box), an image drawn twice in
-    one sample is read once, and plain 8-bit PNG files are decoded with OpenCV (same pixels as
-    the PIL reader, which handles every other file; :mod:`~yolox_d2.data.image_io`).
+    one sample is read once, plain 8-bit PNG files are decoded with OpenCV and ordinary JPEG
+    files with simplejpeg (same pixels as the PIL reader, which handles every other file;
+    :mod:`~yolox_d2.data.image_io`), and ``cache_images`` keeps decoded images in RAM.
 
     The mosaic switch (:meth:`set_mosaic_enabled`, :attr:`mosaic_enabled`) is a shared-memory
     tensor read by every ``__getitem__``, so it reaches existing worker processes.
