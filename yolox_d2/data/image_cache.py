@@ -33,6 +33,7 @@ import logging
 import mmap
 import os
 import secrets
+import tempfile
 import weakref
 from typing import Callable, Dict, Optional, Sequence
 
@@ -62,7 +63,7 @@ _ALIGN = 64
 
 
 def _default_directory() -> str:
-    return "/dev/shm" if os.path.isdir("/dev/shm") else os.environ.get("TMPDIR", "/tmp")
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
 def _file_key(file_name) -> Optional[tuple]:
@@ -113,7 +114,8 @@ class SharedImageCache:
                 (``height * width * 3``); 0 for an image that must not be cached (e.g. no
                 declared size).
             max_bytes: bound on the slot bytes; None: half the free space of ``directory``.
-            directory: where the shared file lives; None: ``/dev/shm`` (RAM), else ``$TMPDIR``.
+            directory: where the shared file lives; None: ``/dev/shm`` (RAM), else the
+                temporary directory.
         """
         directory = directory or _default_directory()
         if max_bytes is None:
@@ -150,9 +152,11 @@ class SharedImageCache:
         self._attach(fd, path, owner_pid=os.getpid())
         self._table["offset"] = np.cumsum(capacity) - capacity
         self._table["capacity"] = capacity
-        logger.info(
-            "Image cache: %d of %d images, %.1f MiB in %s",
-            int((capacity > 0).sum()), self._num, self.capacity_bytes / 2**20, path,
+        cached, wanted = int((capacity > 0).sum()), int((sizes > 0).sum())
+        (logger.info if cached == wanted else logger.warning)(
+            "Image cache: %d of the %d images with a size fit within %d bytes (%.1f MiB reserved "
+            "in %s); the others are decoded on every use",
+            cached, wanted, max_bytes, self.capacity_bytes / 2**20, path,
         )
 
     def _attach(self, fd: int, path: str, owner_pid: Optional[int]) -> None:
@@ -228,7 +232,7 @@ class SharedImageCache:
 
     def stats(self) -> Dict[str, int]:
         """
-        Counters over all processes: ``images`` (dataset size), ``slots`` (images that can be
+        Counters over all processes (read without locking: a snapshot): ``images`` (dataset size), ``slots`` (images that can be
         cached), ``capacity_bytes``, ``cached`` (valid entries), ``cached_bytes``, ``stores``
         (decodes written to a slot; one per image unless its file changed), ``hits``.
         """
