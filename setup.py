@@ -49,6 +49,9 @@ setup(
         "fvcore",
         "iopath",
         "omegaconf",
+        # JPEG decoding (yolox_d2/data/jpeg_decode.py): libjpeg-turbo bundled in the wheel,
+        # no system library; pixels identical to PIL's (tests/test_image_decode.py).
+        "simplejpeg>=1.9,<2",
     ],
     extras_require={
         # Test-time only. The official `yolox==0.3.0` (parity reference) additionally needs

@@ -6,6 +6,7 @@ Training data pipeline throughput (images / s): yolox_d2's :class:`MosaicMixupDa
 
     python bench/bench_data.py                        # deepforest tree tiles, batch 8, 2 threads
     python bench/bench_data.py --workers 0 --batches 6 --runs 7 --source skimage
+    python bench/bench_data.py --source deepforest_jpeg --cache off   # the tiles as JPEG files
 
 Recipe (both sides): the full YOLOX L/M/X recipe that ``exps/default/yolox_s.py`` (0.3.0) also
 uses: 640x640 output, mosaic_prob 1.0, mixup_prob 1.0 (MixUp on), hsv_prob 1.0, flip_prob 0.5,
@@ -14,12 +15,20 @@ labels (the official ``TrainTransform(max_labels=120)`` of ``MosaicDetection``).
 
 Inputs: the same list of ``(file, XYXY boxes, classes)`` for both sides: the 66 tiles of the
 registered ``deepforest_trees_train`` (400x400 PNG aerial photos, ~1100 tree boxes) or, with
-``--source skimage``, scikit-image's sample photos with fixed boxes. Every image is read and
-decoded from disk each time it is used, on both sides (no cache): the official dataset object
-reads with ``cv2.imread`` and pre-resizes like its ``COCODataset.pull_item`` (uncached), ours
-with its own reader (OpenCV for plain 8-bit PNGs, PIL with EXIF for everything else). Ours
-skips reading a mosaic partner that cannot appear in the output and reads an image drawn twice
-in a sample once (both exact: same boxes, no pixel lost).
+``--source skimage``, scikit-image's sample photos with fixed boxes, or with ``--source
+deepforest_jpeg`` the same tiles re-encoded by PIL as JPEG (quality 92, 4:2:0) in a temporary
+folder. Uncached (``--cache off``, and the first columns of ``both``), every image is read and
+decoded from disk each time it is used, on both sides: the official dataset object reads with
+``cv2.imread`` and pre-resizes like its ``COCODataset.pull_item`` (uncached), ours with its own
+reader (OpenCV for plain 8-bit PNGs, simplejpeg for JPEG, PIL with EXIF for everything else).
+Ours skips reading a mosaic partner that cannot appear in the output and reads an image drawn
+twice in a sample once (both exact: same boxes, no pixel lost).
+
+Cached (``--cache on``, and the last columns of ``both``): the official side as its
+``COCODataset(cache=True)``: every image resized to fit 640x640 once, into a ``(N, 640, 640,
+3)`` memmap file (a temporary folder here, its ``data_dir`` there), ``pull_item`` copying the
+image out of it; ours ``MosaicMixupDataset(cache_images=True)``: the decoded images in
+``/dev/shm``, shared by the workers. Both caches are filled before the timing.
 
 What each side returns is its real training output: official a float32 ``(B, 3, 640, 640)``
 tensor collated by PyTorch's default collate + padded labels; ours a list of Detectron2 dicts
@@ -37,9 +46,11 @@ OpenCV setting; PyTorch sets its own intra-op threads to 1 in every worker, for 
 
 import argparse
 import logging
+import os
 import random
+import tempfile
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -86,6 +97,18 @@ def deepforest_items() -> List[Item]:
     return items
 
 
+def deepforest_jpeg_items(folder: str) -> List[Item]:
+    """The deepforest tiles re-encoded as JPEG (quality 92, 4:2:0) into ``folder``."""
+    from PIL import Image
+
+    items = []
+    for k, (file_name, boxes, classes, h, w) in enumerate(deepforest_items()):
+        path = os.path.join(folder, f"tile_{k:03d}.jpg")
+        Image.open(file_name).convert("RGB").save(path, "JPEG", quality=92)
+        items.append((path, boxes, classes, h, w))
+    return items
+
+
 def skimage_items() -> List[Item]:
     """scikit-image sample photos, each with 3 fixed boxes (relative positions)."""
     rel = np.array([[0.1, 0.1, 0.4, 0.5], [0.5, 0.2, 0.9, 0.8], [0.3, 0.55, 0.6, 0.95]])
@@ -99,8 +122,11 @@ def skimage_items() -> List[Item]:
 
 
 # ---------------------------------------------------------------------- official side
-def build_official(items: Sequence[Item]):
-    """``MosaicDetection`` + ``TrainTransform`` over a minimal official-style dataset."""
+def build_official(items: Sequence[Item], cache_dir: Optional[str] = None):
+    """
+    ``MosaicDetection`` + ``TrainTransform`` over a minimal official-style dataset; with
+    ``cache_dir``, its images cached as ``COCODataset(cache=True)`` does (a memmap file there).
+    """
     from yolox.data import MosaicDetection, TrainTransform
     from yolox.data.datasets.datasets_wrapper import Dataset as YoloxDataset
 
@@ -108,7 +134,7 @@ def build_official(items: Sequence[Item]):
         """Like the official ``COCODataset`` without image cache: ``pull_item`` reads the file
         (``cv2.imread``) and resizes it to fit ``img_size``; annotations are pre-scaled."""
 
-        def __init__(self, items: Sequence[Item], img_size: Tuple[int, int]):
+        def __init__(self, items: Sequence[Item], img_size: Tuple[int, int], cache_dir: Optional[str]):
             super().__init__(img_size)
             self.img_size = img_size
             self.annotations = []
@@ -118,6 +144,16 @@ def build_official(items: Sequence[Item]):
                 res[:, :4] = boxes * r
                 res[:, 4] = classes
                 self.annotations.append((res, (h, w), (int(h * r), int(w * r)), file_name))
+            self.imgs = None
+            if cache_dir is not None:  # COCODataset._cache_images: resized images, padded, on disk
+                path = os.path.join(cache_dir, "img_resized_cache_bench.array")
+                shape = (len(self.annotations), img_size[0], img_size[1], 3)
+                imgs = np.memmap(path, shape=shape, dtype=np.uint8, mode="w+")
+                for k in range(len(self.annotations)):
+                    out = self.load_resized_img(k)
+                    imgs[k][: out.shape[0], : out.shape[1], :] = out
+                imgs.flush()
+                self.imgs = np.memmap(path, shape=shape, dtype=np.uint8, mode="r+")
 
         def __len__(self) -> int:
             return len(self.annotations)
@@ -135,11 +171,15 @@ def build_official(items: Sequence[Item]):
             ).astype(np.uint8)
 
         def pull_item(self, index: int):
-            res, img_info, _, _ = self.annotations[index]
-            return self.load_resized_img(index), res.copy(), img_info, np.array([index])
+            res, img_info, resized_info, _ = self.annotations[index]
+            if self.imgs is not None:
+                img = self.imgs[index][: resized_info[0], : resized_info[1], :].copy()
+            else:
+                img = self.load_resized_img(index)
+            return img, res.copy(), img_info, np.array([index])
 
     return MosaicDetection(
-        ListDataset(items, IMAGE_SIZE),
+        ListDataset(items, IMAGE_SIZE, cache_dir),
         img_size=IMAGE_SIZE,
         mosaic=True,
         preproc=TrainTransform(max_labels=MAX_LABELS, flip_prob=FLIP_PROB, hsv_prob=HSV_PROB),
@@ -162,7 +202,7 @@ def official_loader(dataset, batch_size: int, workers: int, seed: int):
 
 
 # ---------------------------------------------------------------------- our side
-def build_ours(items: Sequence[Item]):
+def build_ours(items: Sequence[Item], cache_images: bool = False):
     from detectron2.structures import BoxMode
 
     from yolox_d2.data import MosaicMixupDataset
@@ -187,6 +227,7 @@ def build_ours(items: Sequence[Item]):
         flip_prob=FLIP_PROB,
         max_labels=MAX_LABELS,
         seed=0,
+        cache_images=cache_images,
         **RECIPE,
     )
 
@@ -224,7 +265,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--batches", type=int, default=4, help="timed batches per run")
-    p.add_argument("--source", choices=["deepforest", "skimage"], default="deepforest")
+    p.add_argument("--source", choices=["deepforest", "deepforest_jpeg", "skimage"], default="deepforest")
+    p.add_argument("--cache", choices=["off", "on", "both"], default="both", help="image caches of both sides")
     return p
 
 
@@ -236,53 +278,67 @@ def main(argv=None) -> int:
     np.random.seed(0)
     torch.manual_seed(0)
 
-    items = deepforest_items() if args.source == "deepforest" else skimage_items()
+    folder = tempfile.TemporaryDirectory()
+    items = {"deepforest": deepforest_items, "skimage": skimage_items}.get(args.source)
+    items = items() if items else deepforest_jpeg_items(folder.name)
     n_boxes = sum(len(it[1]) for it in items)
-    official_ds = build_official(items)
-    ours_ds = build_ours(items)
-    # sanity: both produce training samples of the recipe's size
-    image, labels, _, _ = official_ds[0]
-    assert image.shape == (3,) + IMAGE_SIZE and labels.shape == (MAX_LABELS, 5), (image.shape, labels.shape)
-    sample = ours_ds[0]
-    assert tuple(sample["image"].shape) == (3,) + IMAGE_SIZE, sample["image"].shape
+    variants = {"off": [False], "on": [True], "both": [False, True]}[args.cache]
+    datasets = {}
+    for cached in variants:
+        suffix = " cached" if cached else ""
+        official_ds, ours_ds = build_official(items, folder.name if cached else None), build_ours(items, cached)
+        # sanity: both produce training samples of the recipe's size (and ours fills its cache)
+        image, labels, _, _ = official_ds[0]
+        assert image.shape == (3,) + IMAGE_SIZE and labels.shape == (MAX_LABELS, 5), (image.shape, labels.shape)
+        for i in range(len(items) if cached else 1):
+            sample = ours_ds[i]
+            assert tuple(sample["image"].shape) == (3,) + IMAGE_SIZE, sample["image"].shape
+        datasets["official" + suffix], datasets["yolox_d2" + suffix] = official_ds, ours_ds
 
     rows, figures = [], {}
     for workers in args.workers:
-        times: Dict[str, List[float]] = {"yolox_d2": [], "official": []}
+        times: Dict[str, List[float]] = {name: [] for name in datasets}
         runners = {
-            "yolox_d2": throughput_runner(
-                lambda k: ours_loader(ours_ds, args.batch_size, workers, seed=k),
+            name: throughput_runner(
+                lambda k, ds=ds, name=name: (official_loader if name.startswith("official") else ours_loader)(
+                    ds, args.batch_size, workers, seed=k
+                ),
                 workers,
                 args.batches,
                 args.batch_size,
-                times["yolox_d2"],
-            ),
-            "official": throughput_runner(
-                lambda k: official_loader(official_ds, args.batch_size, workers, seed=k),
-                workers,
-                args.batches,
-                args.batch_size,
-                times["official"],
-            ),
+                times[name],
+            )
+            for name, ds in datasets.items()
         }
         alternate(runners, runs=args.runs, warmup=args.warmup)
-        # the warm-up calls appended too: keep the timed ones only
-        so = Stats.of(times["official"][args.warmup :], scale=1.0)
-        sr = Stats.of(times["yolox_d2"][args.warmup :], scale=1.0)
-        speedup = sr.median / so.median
-        rows.append([str(workers), so.fmt("img/s"), sr.fmt("img/s"), f"{speedup:.2f}x"])
-        figures[f"speedup_workers{workers}"] = round(speedup, 3)
-        figures[f"ours_img_per_s_workers{workers}"] = round(sr.median, 2)
-        figures[f"official_img_per_s_workers{workers}"] = round(so.median, 2)
+        row = [str(workers)]
+        for cached in variants:
+            suffix = " cached" if cached else ""
+            # the warm-up calls appended too: keep the timed ones only
+            so = Stats.of(times["official" + suffix][args.warmup :], scale=1.0)
+            sr = Stats.of(times["yolox_d2" + suffix][args.warmup :], scale=1.0)
+            speedup = sr.median / so.median
+            row += [so.fmt("img/s"), sr.fmt("img/s"), f"{speedup:.2f}x"]
+            tag = "_cached" if cached else ""
+            figures[f"speedup{tag}_workers{workers}"] = round(speedup, 3)
+            figures[f"ours{tag}_img_per_s_workers{workers}"] = round(sr.median, 2)
+            figures[f"official{tag}_img_per_s_workers{workers}"] = round(so.median, 2)
+        rows.append(row)
+    folder.cleanup()
 
+    columns = ["workers"]
+    for cached in variants:
+        suffix = " (cached)" if cached else ""
+        columns += [f"official img/s{suffix}", f"yolox_d2 img/s{suffix}", f"ours / official{suffix}"]
     report = Report(
         title="Training data pipeline (mosaic + mixup + affine + HSV + flip, 640x640)",
         command=command_line(),
-        columns=["workers", "official img/s", "yolox_d2 img/s", "ours / official"],
+        columns=columns,
         rows=rows,
         notes=[
-            f"{len(items)} images ({args.source}, {n_boxes} boxes), read and decoded from disk for "
-            "every use on both sides; batch size "
+            f"{len(items)} images ({args.source}, {n_boxes} boxes); uncached: read and decoded from "
+            "disk for every use on both sides; cached: the official COCODataset(cache=True) scheme "
+            "vs MosaicMixupDataset(cache_images=True), both filled before timing; batch size "
             f"{args.batch_size}, {args.batches} timed batches per run after max(1, workers) untimed "
             f"ones, {args.runs} runs per side (ABBA order), median (min–max)",
             "recipe: mosaic_prob 1, mixup_prob 1, hsv_prob 1, flip_prob 0.5, degrees 10, translate "

@@ -76,8 +76,9 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
     output; see :func:`~yolox_d2.data.transforms.render_mosaic_affine`), so they equal the
     step-by-step result up to interpolation. A mosaic partner in a slot that the affine leaves
     out of the output is not read (it could add no pixel and no box), an image drawn twice in
-    one sample is read once, and plain 8-bit PNG files are decoded with OpenCV (same pixels as
-    the PIL reader, which handles every other file; :mod:`~yolox_d2.data.image_io`).
+    one sample is read once, plain 8-bit PNG files are decoded with OpenCV and ordinary JPEG
+    files with simplejpeg (same pixels as the PIL reader, which handles every other file;
+    :mod:`~yolox_d2.data.image_io`), and ``cache_images`` keeps decoded images in RAM.
 
     The mosaic switch (:meth:`set_mosaic_enabled`, :attr:`mosaic_enabled`) is a shared-memory
     tensor read by every ``__getitem__``, so it reaches existing worker processes.
@@ -123,6 +124,8 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         dataset_name: Union[None, str, Sequence[str]] = None,
         check_files: bool = True,
         max_read_retries: int = 32,
+        cache_images: bool = False,
+        cache_max_bytes: Optional[int] = None,
     ):
         """
         Args:
@@ -167,6 +170,14 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
                 empty (one ``stat`` per image).
             max_read_retries: how many unreadable images in a row one sample may skip before
                 giving up with an error.
+            cache_images: keep decoded images in RAM (``/dev/shm``), shared by the DataLoader
+                workers of this rank: each file is decoded once while unchanged (a changed
+                file is decoded again), same samples as without cache. Memory:
+                ``height * width * 3`` bytes per image, reserved when the dataset is built
+                (:class:`~yolox_d2.data.image_cache.SharedImageCache`). Off by default; e.g.
+                ``dataloader.train.dataset.cache_images=True``.
+            cache_max_bytes: bound on the cache; None: half the free space of ``/dev/shm``.
+                Images beyond it (in dataset order) are decoded on every use.
         """
         super().__init__()
         if isinstance(dataset_dicts, ValidatedDatasetDicts):  # get_validated_dataset_dicts()
@@ -190,7 +201,7 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
                 "MosaicMixupDataset: no usable image left after validation: "
                 + self.data_report.summary()
             )
-        self._images = TrainingImages(dataset_dicts)
+        self._images = TrainingImages(dataset_dicts, cache_images, cache_max_bytes)
 
         self.image_size = T.to_hw(image_size)
         self.mosaic_prob = float(mosaic_prob)

@@ -8,6 +8,10 @@ An entry whose image cannot be decoded is reported once (a warning naming the fi
 ``image_id``) and remembered by the process: :meth:`TrainingImages.load` raises
 :class:`UnreadableImage` naming the entry, :meth:`TrainingImages.readable` draws a replacement
 that is not known to be unreadable.
+
+Optionally the decoded images are kept in a RAM cache shared by the DataLoader workers
+(:class:`~yolox_d2.data.image_cache.SharedImageCache`): each file is then decoded once per
+rank while it stays unchanged, with the same pixels as without the cache.
 """
 
 import logging
@@ -17,6 +21,7 @@ import numpy as np
 from detectron2.data.common import DatasetFromList
 from detectron2.structures import BoxMode
 
+from .image_cache import SharedImageCache
 from .image_io import ImageReadError, read_training_image
 from .transforms import clip_boxes
 
@@ -77,16 +82,32 @@ class TrainingImages:
 
     Attributes:
         annotated: ``int64`` indices of the entries with at least one box (MixUp partners).
+        cache: the shared decoded-image cache (None: images are decoded on every use).
     """
 
-    def __init__(self, dataset_dicts: Sequence[Dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        dataset_dicts: Sequence[Dict[str, Any]],
+        cache_images: bool = False,
+        cache_max_bytes: Optional[int] = None,
+    ) -> None:
         """
         Args:
             dataset_dicts: *validated* Detectron2 dataset dicts
                 (:func:`~yolox_d2.data.validation.validate_dataset_dicts`), not empty.
+            cache_images: keep the decoded images in a
+                :class:`~yolox_d2.data.image_cache.SharedImageCache` in ``/dev/shm``
+                (``height * width * 3`` bytes per image with a declared size, reserved up
+                front, within ``cache_max_bytes``; files changed on disk are decoded again).
+            cache_max_bytes: the cache's bound in bytes; None: half the free space of
+                ``/dev/shm``. Images beyond it (in dataset order) are not cached.
         """
         records = [compact_record(d) for d in dataset_dicts]
         self.annotated = np.asarray([i for i, r in enumerate(records) if len(r["boxes"])], dtype=np.int64)
+        self.cache: Optional[SharedImageCache] = None
+        if cache_images:
+            slots = [r["height"] * r["width"] * 3 if "height" in r else 0 for r in records]
+            self.cache = SharedImageCache(slots, max_bytes=cache_max_bytes)
         self._records = DatasetFromList(records, copy=False, serialize=True)
         # Entries this process failed to decode (per process: workers learn on their own).
         self._bad_indices: Set[int] = set()
@@ -113,7 +134,10 @@ class TrainingImages:
         index = int(index)
         record = self._records[index]
         try:
-            image = read_training_image(record)
+            if self.cache is None:
+                image = read_training_image(record)
+            else:
+                image = self.cache.get(index, record["file_name"], lambda: read_training_image(record))
         except ImageReadError as e:
             if index not in self._bad_indices:
                 self._bad_indices.add(index)
