@@ -114,7 +114,7 @@ def verify_openvino(
     Run the IR (OpenVINO CPU, float32) and ``wrapper`` on random 0-255 inputs of the given
     ``(batch, size)`` shapes and compare every output (``|got - expected| <= atol + rtol *
     |expected|``). For ``"nms"`` graphs, whose rows of near-tied scores may come in another
-    order, the rows are compared after sorting each image's rows by score.
+    order, the number of detections of each image and their sorted scores are compared.
 
     Returns:
         The largest absolute difference seen.
@@ -138,12 +138,24 @@ def verify_openvino(
             raise ExportVerificationError(f"{name}: {len(got)} outputs, PyTorch gives {len(expected)}")
         for output, g, e in zip(wrapper.output_names, got, expected):
             if wrapper.output == "nms":
-                g, e = _by_image_and_score(g), _by_image_and_score(e)
+                g, e = _scores_by_image(name, g, e), _scores_by_image(name, e, e)
             worst = max(worst, _check_close(name, output, g, e, atol, rtol))
         logger.info("Verified %s: max |difference| to PyTorch %.3g", name, worst)
     return worst
 
 
-def _by_image_and_score(rows: np.ndarray) -> np.ndarray:
-    """(K, 7) detection rows sorted by image, then decreasing score."""
-    return rows[np.lexsort((-rows[:, 5], rows[:, 0]))]
+def _scores_by_image(name: str, rows: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """
+    The scores of (K, 7) detection rows, sorted within each image of ``expected``: rows of
+    (near-)tied scores may come in another order, so NMS outputs are compared by image counts
+    and scores (as :func:`yolox_d2.export.verify_export` does).
+    """
+    parts = []
+    for image in np.unique(expected[:, 0]):
+        got, want = rows[rows[:, 0] == image], expected[expected[:, 0] == image]
+        if len(got) != len(want):
+            raise ExportVerificationError(f"{name}: image {int(image)} has {len(got)} detections, PyTorch gives {len(want)}")
+        parts.append(np.sort(got[:, 5]))
+    if sum(map(len, parts)) != len(rows):
+        raise ExportVerificationError(f"{name}: {len(rows)} detections, PyTorch gives {len(expected)}")
+    return np.concatenate(parts) if parts else rows[:, 5]
