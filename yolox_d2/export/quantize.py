@@ -13,9 +13,11 @@ inference (:func:`yolox_d2.export.letterbox_batch`)::
 The quantization is onnxruntime's static QDQ quantization (``quantize_static``): uint8
 activations, int8 per-channel weights reduced to 7 bits (``reduce_range``: CPUs without VNNI,
 such as the AVX2 development machine, multiply u8 x s8 pairs into saturating int16; 7-bit
-weights cannot saturate), MinMax calibration. Only the convolutions are quantized (with their
-SiLU activations, as ORT's QDQ fusions need): the box decoding, sigmoids and NMS that follow the
-head stay float32, so boxes keep sub-pixel precision and scores stay continuous.
+weights cannot saturate), MinMax calibration. Only the network is quantized: the convolutions
+and the operators between them (SiLU's Sigmoid and Mul, residual Add, Concat, the SPP MaxPool,
+the PAFPN Resize), so that tensors flow between convolutions in int8; the box decoding,
+sigmoids and NMS after the head's last convolutions stay float32 (:func:`network_node_names`),
+so boxes keep sub-pixel steps and scores stay continuous.
 
 Why onnxruntime QDQ and not OpenVINO / NNCF: measured on the 2-core AVX2 development machine
 (AMD EPYC, no VNNI, 2 threads, batch 1, YOLOX-S at 640, see ``bench/bench_deploy.py``),
