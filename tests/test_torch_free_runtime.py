@@ -237,3 +237,42 @@ def test_nms_is_torchvision_nms_per_class():
     groups = rng.integers(0, 3, 300)
     expected = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(groups), 0.5)
     assert nms(boxes, scores, groups, 0.5).tolist() == expected.tolist()
+
+
+class FakeEngine:
+    """An engine whose graph returns fixed outputs."""
+
+    def __init__(self, output_names, outputs, input_shape=(None, 3, None, None)):
+        self.output_names, self.outputs, self.input_shape = output_names, outputs, input_shape
+        self.batches = []
+
+    def __call__(self, batch):
+        self.batches.append(batch)
+        return self.outputs
+
+
+def test_detector_reads_the_graph_and_rejects_what_it_cannot_run(tmp_path):
+    from yolox_d2_runtime import YOLOXDetector, open_engine
+
+    image = np.full((128, 192, 3), 7, np.uint8)  # half the size of the 64 x 96 canvas
+    decoded = np.zeros((1, 2, 7), np.float32)
+    decoded[0, 0] = [10, 10, 50, 50, 0.9, 0.9, 0.1]
+    fixed = FakeEngine(["predictions"], [decoded], input_shape=(1, 3, 64, 96))
+    detector = YOLOXDetector(fixed)
+    assert detector.input_size == (64, 96) and detector.output == "decoded"
+    d = detector(image)
+    assert fixed.batches[0].shape == (1, 3, 64, 96)
+    np.testing.assert_allclose(d.boxes, [[20, 20, 100, 100]])
+    assert d.to_list() == [{"box": [20.0, 20.0, 100.0, 100.0], "score": pytest.approx(0.81), "class": 0}]
+    with pytest.raises(ValueError, match="dynamic: pass input_size"):
+        YOLOXDetector(FakeEngine(["predictions"], [decoded]))
+    with pytest.raises(ValueError, match="not those of a YOLOX graph"):
+        YOLOXDetector(FakeEngine(["raw_p3", "raw_p4", "raw_p5"], []), input_size=64)
+    raw = decoded.copy()
+    raw[0, 1, 4:] = [-3.0, 2.0, 0.5]  # logits, not probabilities
+    with pytest.raises(ValueError, match="'raw' export"):
+        YOLOXDetector(FakeEngine(["predictions"], [raw]), input_size=64)(image)
+    with pytest.raises(ValueError, match="box_format"):
+        YOLOXDetector(fixed, box_format="xywh")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_engine(tmp_path / "missing.onnx")

@@ -41,8 +41,9 @@ class YOLOXDetector:
         """
         Args:
             model: an ``.onnx`` / OpenVINO ``.xml`` file, or an engine (a callable mapping a
-                float32 (N, 3, H, W) batch to the graph's outputs, with ``output_names`` and
-                ``input_shape``, such as :class:`~yolox_d2_runtime.OnnxRuntimeEngine`).
+                float32 (N, 3, H, W) batch to the graph's outputs, with ``output_names`` and,
+                when ``input_size`` is not given, ``input_shape``, such as
+                :class:`~yolox_d2_runtime.OnnxRuntimeEngine`).
             input_size: the letterbox size ``(h, w)`` or int the model was exported for (its
                 ``test_square_size`` / test image size). Needed when the graph's height and
                 width are dynamic; else read from the graph.
@@ -67,11 +68,10 @@ class YOLOXDetector:
                 f"{model}: outputs {list(self.engine.output_names)} are not those of a YOLOX graph "
                 "exported with output 'decoded' ('predictions') or 'nms' ('detections')"
             )
-        graph_hw = tuple(self.engine.input_shape[2:4])
         if size is None:
-            if None in graph_hw:
+            size = tuple(self.engine.input_shape[2:4])
+            if None in size:
                 raise ValueError(f"{model}: the graph's input size is dynamic: pass input_size")
-            size = graph_hw
         self.input_size = size
         self.score_thresh = float(score_thresh)
         self.nms_thresh = float(nms_thresh)
