@@ -111,6 +111,11 @@ def test_calibration_reader_feeds_one_image_at_a_time():
         LetterboxCalibrationReader(np.zeros((3, 32, 32), np.float32))
 
 
+def test_a_missing_graph_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        quantize_onnx_int8(tmp_path / "missing.onnx", tmp_path / "out.onnx", np.zeros((1, 3, 32, 32), np.float32))
+
+
 def test_only_the_network_is_quantized(exports, int8_result):
     _, decoded, _ = exports
     fp32_model = onnx.load(decoded)

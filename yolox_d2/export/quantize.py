@@ -189,12 +189,17 @@ def quantize_onnx_int8(
 
     Returns:
         ``int8_path`` as a string.
+
+    Raises:
+        FileNotFoundError: ``fp32_path`` does not exist.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32_path, int8_path = os.fspath(fp32_path), os.fspath(int8_path)
+    if not os.path.isfile(fp32_path):
+        raise FileNotFoundError(f"ONNX file {fp32_path!r} does not exist")
     os.makedirs(os.path.dirname(os.path.abspath(int8_path)), exist_ok=True)
     prepared = int8_path + ".prepared.onnx"
     quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
