@@ -180,9 +180,9 @@ def evaluate_ap(model, engines, size: int, args, workdir: str) -> Dict[str, Dict
 
 
 def measure(label: str, model, size: int, args, rows, figures, notes, evaluate: bool) -> None:
-    photo = cv2.imread(benchlib.photo_paths()[0], cv2.IMREAD_COLOR)
     from yolox_d2.export import letterbox_batch
 
+    photo = cv2.imread(benchlib.photo_paths()[0], cv2.IMREAD_COLOR)
     batch, _ = letterbox_batch([photo], size)
     with tempfile.TemporaryDirectory() as workdir:
         engines = build_runtimes(model, size, workdir, args, notes)
@@ -202,6 +202,7 @@ def measure(label: str, model, size: int, args, rows, figures, notes, evaluate: 
             row.append(f"{acc['AP']:.1f} / {acc['AP50']:.1f}" if acc else "–")
             if acc:
                 figures[f"{key}_ap50"] = acc["AP50"]
+                figures[f"{key}_ap50_loss_vs_pytorch"] = accuracy["pytorch"]["AP50"] - acc["AP50"]
                 if "agreement" in acc:
                     notes.append(f"{label} {name}: {acc['agreement']}")
         rows.append(row)
