@@ -34,7 +34,7 @@ setup(
     version="0.1.0",
     description="YOLOX (Exceeding YOLO Series in 2021) as a Detectron2 plugin",
     python_requires=">=3.8",
-    packages=find_packages(include=["yolox_d2", "yolox_d2.*"]),
+    packages=find_packages(include=["yolox_d2", "yolox_d2.*", "yolox_d2_runtime"]),
     cmdclass={"build_py": build_py_with_configs},
     # Detectron2 itself is not listed: it is published under several names (official source
     # builds, sal-detectron2, ...) and an existing install must never be replaced.
@@ -67,8 +67,22 @@ setup(
             "hypothesis",
             # ONNX export tests (tests/test_export.py). "numpy<2": without it pip resolves
             # onnx's ml_dtypes to 0.6+, which upgrades numpy past the <2 that Detectron2 needs.
-            "onnx",
-            "onnxruntime",
+            # Pinned as the "deploy" extra below (tests/test_quantize.py, test_openvino.py,
+            # test_torch_free_runtime.py; bench/bench_deploy.py), verified with torch 2.14.1.
+            "onnx==1.23.2",
+            "onnxruntime==1.32.0",
+            "openvino==2026.4.1",
+            "nncf==3.4.0",
+            "numpy<2",
+        ],
+        # Deployment (docs: yolox_d2.export.quantize, yolox_d2.export.openvino_ir,
+        # yolox_d2_runtime): ONNX + INT8 (onnxruntime), OpenVINO IR; nncf only for the
+        # OpenVINO INT8 comparison of bench/bench_deploy.py. None of them moves numpy past <2.
+        "deploy": [
+            "onnx==1.23.2",
+            "onnxruntime==1.32.0",
+            "openvino==2026.4.1",
+            "nncf==3.4.0",
             "numpy<2",
         ],
     },
