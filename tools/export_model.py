@@ -1,12 +1,16 @@
 #!/usr/bin/env python
 """
-Export a yolox_d2 model (LazyConfig + checkpoint) to ONNX or TorchScript, with a dynamic batch
-size and input size (multiples of 32):
+Export a yolox_d2 model (LazyConfig + checkpoint) to ONNX, TorchScript or OpenVINO IR, with a
+dynamic batch size and input size (multiples of 32), optionally plus an INT8 ONNX graph:
 
     python tools/export_model.py --config-file configs/yolox_s.py --output yolox_s.onnx \\
         --mode nms --opts train.init_checkpoint=yolox_s_d2.pth
     python tools/export_model.py --config-file configs/yolox_s.py --output yolox_s.ts \\
         --mode decoded --box-format cxcywh --opts train.init_checkpoint=yolox_s_d2.pth
+    python tools/export_model.py --config-file configs/yolox_s.py --output yolox_s.onnx \
+        --int8 --calib-dataset coco_2017_val --calib-images 100 --opts train.init_checkpoint=yolox_s_d2.pth
+    python tools/export_model.py --config-file configs/yolox_s.py --output yolox_s_openvino \
+        --format openvino --verify --opts train.init_checkpoint=yolox_s_d2.pth
 
 The weights are ``train.init_checkpoint`` (its EMA weights when it has them), BatchNorm is
 folded into the convolutions unless ``--no-fuse``. Graph input ``images``: float32 (N, 3, H, W),
@@ -19,8 +23,8 @@ BGR 0-255, letterboxed and padded with 114 (``yolox_d2.export.letterbox_batch``)
   nms      detections (K, 7) [batch_index, x1, y1, x2, y2, score, class]
 
 Boxes are in network-input pixels. ``--verify`` runs the exported file (onnxruntime /
-torch.jit.load) on random inputs of two shapes and compares it with PyTorch (exit status 1 when
-it differs). Config overrides go last: ``--opts key=value ...``. From Python:
+torch.jit.load / OpenVINO) on random inputs of two shapes and compares it with PyTorch (exit
+status 1 when it differs); ``--int8`` logs how the INT8 detections agree with float32 ones. Config overrides go last: ``--opts key=value ...``. From Python:
 ``yolox_d2.export.export_model(cfg, output, ...)``.
 """
 
@@ -51,7 +55,7 @@ logger = logging.getLogger("yolox_d2.export_model")
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, help="a yolox_d2 LazyConfig")
-    p.add_argument("--output", required=True, help="file to write (.onnx, or .pt/.ts for TorchScript)")
+    p.add_argument("--output", required=True, help="file to write (.onnx, .pt/.ts; a folder for openvino)")
     p.add_argument("--format", choices=EXPORT_FORMATS, help="default: from the --output extension")
     p.add_argument("--mode", choices=OUTPUT_MODES, default="decoded", help="graph outputs (default: decoded)")
     p.add_argument(
@@ -81,6 +85,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers (default: folded)")
     p.add_argument("--device", default="cpu", help="device to trace on (default cpu)")
     p.add_argument("--verify", action="store_true", help="compare the exported file with PyTorch")
+    p.add_argument("--int8", action="store_true", help="ONNX: also write <output>_int8.onnx (onnxruntime)")
+    p.add_argument("--calib-dataset", help="--int8: registered dataset of the calibration images")
+    p.add_argument("--calib-images", type=int, default=100, help="--int8: calibration images (default 100)")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")
     return p
 
@@ -90,7 +97,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         fmt = resolve_format(args.output, args.format)
-        check_export_options(fmt, static=args.static, batch_size=args.batch_size, opset=args.opset)
+        check_export_options(
+            fmt, static=args.static, batch_size=args.batch_size, opset=args.opset,
+            int8=args.int8, calib_dataset=args.calib_dataset,
+        )
     except ValueError as e:
         parser.error(str(e))
 
@@ -114,6 +124,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             fuse=not args.no_fuse,
             device=args.device,
             verify=args.verify,
+            int8=args.int8,
+            calib_dataset=args.calib_dataset,
+            calib_images=args.calib_images,
         )
     except ExportVerificationError as e:
         logger.error("Verification failed: %s", e)

@@ -30,7 +30,16 @@ from .onnx import (
     onnxruntime_session,
     run_onnx,
 )
+from .openvino_ir import OpenVINOExport, export_openvino, verify_openvino
 from .preprocess import letterbox_batch
+from .quantize import (
+    Int8Agreement,
+    Int8Result,
+    calibration_images_from_dataset,
+    int8_agreement,
+    quantize_onnx_int8,
+    quantize_onnx_int8_from_dataset,
+)
 from .torchscript import export_torchscript
 from .verify import ExportVerificationError, verify_export
 from .wrapper import (
@@ -50,24 +59,33 @@ __all__ = [
     "EXPORT_FORMATS",
     "ExportVerificationError",
     "FORMAT_BY_EXTENSION",
+    "Int8Agreement",
+    "Int8Result",
+    "OpenVINOExport",
     "OUTPUT_MODES",
     "RAW_LAYOUTS",
     "YOLOXExportWrapper",
     "batched_detections",
     "build_inference_model",
+    "calibration_images_from_dataset",
     "check_export_options",
     "decode_raw_predictions",
     "detections_from_predictions",
     "export_model",
     "export_onnx",
+    "export_openvino",
+    "int8_agreement",
     "export_torchscript",
     "letterbox_batch",
     "max_abs_difference",
     "onnx_dynamic_axes",
     "onnxruntime_session",
+    "quantize_onnx_int8",
+    "quantize_onnx_int8_from_dataset",
     "resolve_format",
     "resolve_size",
     "run_onnx",
     "verification_shapes",
     "verify_export",
+    "verify_openvino",
 ]

@@ -4,6 +4,8 @@ One call from a LazyConfig to an exported file (what ``tools/export_model.py`` r
     cfg = LazyConfig.load("configs/yolox_s.py")
     cfg.train.init_checkpoint = "yolox_s_d2.pth"
     export_model(cfg, "yolox_s.onnx", mode="nms", verify=True)
+    export_model(cfg, "yolox_s.onnx", int8=True, calib_dataset="coco_2017_val", calib_images=100)
+    export_model(cfg, "yolox_s_openvino", format="openvino", verify=True)   # a folder
 """
 
 import logging
@@ -12,6 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ..engine.predictor import build_inference_model, inference_image_size
 from .onnx import DEFAULT_OPSET, export_onnx
+from .openvino_ir import export_openvino
+from .quantize import quantize_onnx_int8_from_dataset
 from .torchscript import export_torchscript
 from .verify import verify_export
 from .wrapper import YOLOXExportWrapper
@@ -28,7 +32,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
 #: Export format of an output file, by its extension.
 FORMAT_BY_EXTENSION: Dict[str, str] = {
     ".onnx": "onnx",
@@ -48,15 +52,24 @@ def resolve_format(output: Union[str, os.PathLike], format: Optional[str] = None
     if ext not in FORMAT_BY_EXTENSION:
         raise ValueError(
             f"Cannot tell the format from {os.fspath(output)!r}: use a {sorted(FORMAT_BY_EXTENSION)} "
-            f"extension or give the format ({' or '.join(EXPORT_FORMATS)})"
+            f"extension or give the format ({', '.join(EXPORT_FORMATS)})"
         )
     return FORMAT_BY_EXTENSION[ext]
 
 
-def check_export_options(format: str, *, static: bool, batch_size: int, opset: int) -> None:
+def check_export_options(
+    format: str, *, static: bool, batch_size: int, opset: int, int8: bool = False, calib_dataset: Optional[str] = None
+) -> None:
     """Raise a ValueError naming the option when the combination cannot be exported."""
-    if static and format != "onnx":
-        raise ValueError("static applies to ONNX only (a traced TorchScript module is always dynamic)")
+    if static and format == "torchscript":
+        raise ValueError(
+            "static applies to ONNX only (and to OpenVINO, made from the ONNX graph): a traced "
+            "TorchScript module is always dynamic"
+        )
+    if int8 and format != "onnx":
+        raise ValueError(f"int8 quantizes an ONNX graph (format onnx), not {format}")
+    if int8 and not calib_dataset:
+        raise ValueError("int8 needs calib_dataset: a registered dataset whose images calibrate the INT8 ranges")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if opset < 11:
@@ -105,17 +118,22 @@ def export_model(
     fuse: bool = True,
     device: Optional[str] = "cpu",
     verify: bool = False,
+    int8: bool = False,
+    calib_dataset: Optional[str] = None,
+    calib_images: int = 100,
 ) -> str:
     """
     Build the inference model of ``cfg`` (:func:`~yolox_d2.engine.build_inference_model`: the
     ``train.init_checkpoint`` weights, EMA ones when it has them), wrap it in a
-    :class:`YOLOXExportWrapper` and export it to ONNX or TorchScript.
+    :class:`YOLOXExportWrapper` and export it to ONNX, TorchScript or OpenVINO IR (through the
+    ONNX graph), optionally with an INT8 copy of the ONNX graph.
 
     Args:
         cfg: a yolox_d2 LazyConfig (``model``, optionally ``train.init_checkpoint``).
         output: the file to write.
-        format: ``"onnx"`` or ``"torchscript"``; None: from the extension of ``output``
-            (:data:`FORMAT_BY_EXTENSION`).
+        format: ``"onnx"``, ``"torchscript"`` or ``"openvino"`` (``output`` is then a folder:
+            ``<name>.onnx``, ``<name>.xml`` and ``<name>.bin`` go there); None: from the
+            extension of ``output`` (:data:`FORMAT_BY_EXTENSION`).
         mode, raw_layout, box_format, score_thresh, nms_thresh, max_detections,
             class_agnostic: the graph outputs (see :class:`YOLOXExportWrapper`).
         size: tracing input size, ``[H]`` or ``[H, W]``, multiples of 32; None: the config's
@@ -128,9 +146,14 @@ def export_model(
             :func:`~yolox_d2.engine.predictor.resolve_device`).
         verify: run the exported file on inputs of two shapes (one when ``static``) and
             compare it with PyTorch.
+        int8: also write ``<output stem>_int8.onnx``, quantized by onnxruntime
+            (:func:`~yolox_d2.export.quantize.quantize_onnx_int8_from_dataset`), and log its
+            agreement with the float32 graph on the calibration images.
+        calib_dataset: with ``int8``: the registered dataset of the calibration images.
+        calib_images: with ``int8``: how many of its images.
 
     Returns:
-        ``output`` as a string.
+        The written file (the IR's ``.xml`` for OpenVINO, the INT8 graph with ``int8``).
 
     Raises:
         ValueError: bad options (the message names the option), or a bad config.
@@ -138,7 +161,7 @@ def export_model(
         ExportVerificationError: ``verify`` and the exported file differs from PyTorch.
     """
     fmt = resolve_format(output, format)
-    check_export_options(fmt, static=static, batch_size=batch_size, opset=opset)
+    check_export_options(fmt, static=static, batch_size=batch_size, opset=opset, int8=int8, calib_dataset=calib_dataset)
     model = build_inference_model(cfg, device, fuse=fuse)
     wrapper = YOLOXExportWrapper(
         model,
@@ -151,10 +174,22 @@ def export_model(
         class_agnostic=class_agnostic,
     )
     hw = resolve_size(size, cfg, wrapper.size_divisibility)
-    if fmt == "onnx":
-        path = export_onnx(wrapper, output, sample_size=hw, batch_size=batch_size, opset=opset, dynamic=not static)
-    else:
+    shapes = verification_shapes(batch_size, hw, not static)
+    if fmt == "torchscript":
         path = export_torchscript(wrapper, output, sample_size=hw, batch_size=batch_size)
-    if verify:
-        verify_export(wrapper, path, fmt, shapes=verification_shapes(batch_size, hw, not static))
+    else:
+        onnx_path = output
+        if fmt == "openvino":
+            os.makedirs(output, exist_ok=True)
+            onnx_path = os.path.join(output, os.path.basename(os.path.normpath(output)) + ".onnx")
+        path = export_onnx(wrapper, onnx_path, sample_size=hw, batch_size=batch_size, opset=opset, dynamic=not static)
+    if verify and fmt != "openvino":
+        verify_export(wrapper, path, fmt, shapes=shapes)
+    if fmt == "openvino":
+        return export_openvino(path, output, reference=wrapper if verify else None, verify_shapes=shapes).xml_path
+    if int8:
+        int8_path = os.path.splitext(path)[0] + "_int8.onnx"
+        result = quantize_onnx_int8_from_dataset(path, int8_path, calib_dataset, calib_images, hw, box_format=box_format)
+        logger.info("Wrote %s", result)
+        return result.int8_path
     return path
