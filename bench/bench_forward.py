@@ -29,7 +29,7 @@ from benchlib import REPO_ROOT, Report, Stats, alternate, command_line, finish, 
 # (yolox_d2 variant, input size) in the order of the report
 VARIANT_SIZES = [("nano", 416), ("tiny", 416), ("s", 640)]
 # GFLOPs (2 x multiply-adds) of one YOLOX-S forward at 640, from fvcore on our model (the test
-# tests/test_model_complexity.py checks the same count against REFERENCE.md).
+# tests/test_model_complexity.py checks the same count against docs/yolox_facts.md).
 S_GFLOPS_AT_640 = 26.807
 
 

@@ -1,11 +1,12 @@
-"""Parameter count and GFLOPs of every variant config against REFERENCE.md (within 1%)."""
+"""Parameter count and GFLOPs of every variant config against the published ones (within 1%):
+the table "Variants" of docs/yolox_facts.md."""
 import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 
 from .official_reference import build_yolox_d2_model
 
-# variant: (params in M, GFLOPs, input size)  -- REFERENCE.md, "Model"
+# variant: (params in M, GFLOPs, input size): the official model zoo, docs/yolox_facts.md "Variants"
 REFERENCE = {
     "nano": (0.91, 1.08, 416),
     "tiny": (5.06, 6.45, 416),

@@ -180,3 +180,49 @@ def test_convert_tool_lists_unknown_and_missing_keys(repo_root, tmp_path):
     assert "Unexpected in the checkpoint (1): head.extra_layer.weight" in output
     assert "Missing in the checkpoint (1): head.obj_preds.0.bias" in output
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_convert_class_count_mismatch_says_how_to_fine_tune(repo_root):
+    """80-class official weights into a 20-class model: the error gives the working path."""
+    from yolox_d2.checkpoint import CheckpointMismatchError, convert_official_state_dict
+
+    from .official_reference import build_official_model, build_yolox_d2_model
+
+    official = build_official_model("yolox-nano").state_dict()
+    model = build_yolox_d2_model(repo_root, "nano", num_classes=20)
+    with pytest.raises(CheckpointMismatchError) as info:
+        convert_official_state_dict(official, model)
+    message = str(info.value)
+    assert "The checkpoint predicts 80 classes, the model 20 (model.num_classes)" in message
+    assert "Convert it at 80 classes (model.num_classes=80" in message
+    assert "train.init_checkpoint and model.num_classes=20" in message
+    assert "Shape mismatch: head.cls_preds.0.weight (80, 64, 1, 1) vs model head.cls_preds.0.weight (20, 64, 1, 1)" in message
+
+
+def test_convert_tool_class_count_mismatch_exits_with_advice(repo_root, tmp_path):
+    """The README's two-step path: the tool refuses 80 -> 20 classes and says what to do."""
+    from .official_reference import build_official_model
+
+    src = tmp_path / "official.pth"
+    torch.save({"model": build_official_model("yolox-nano").state_dict()}, src)
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "tools" / "convert_yolox_weights.py"),
+         "--config-file", str(repo_root / "configs" / "yolox_nano.py"), str(src), str(tmp_path / "out.pth"),
+         "model.num_classes=20"],
+        capture_output=True, text=True, cwd=repo_root,
+    )
+    assert proc.returncode == 1
+    assert "The checkpoint predicts 80 classes, the model 20" in proc.stdout + proc.stderr
+    assert not (tmp_path / "out.pth").exists()
+
+
+def test_convert_message_without_class_advice_for_another_variant(repo_root):
+    """A checkpoint of another variant differs in more than the classes: no fine-tuning advice."""
+    from yolox_d2.checkpoint import CheckpointMismatchError, convert_official_state_dict
+
+    from .official_reference import build_official_model, build_yolox_d2_model
+
+    with pytest.raises(CheckpointMismatchError) as info:
+        convert_official_state_dict(build_official_model("yolox-nano").state_dict(), build_yolox_d2_model(repo_root, "tiny"))
+    assert "Shape mismatch" in str(info.value)
+    assert "fine-tune" not in str(info.value)

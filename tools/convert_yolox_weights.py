@@ -3,12 +3,16 @@
 Convert an official YOLOX checkpoint (Megvii-BaseDetection/YOLOX ``.pth`` whose ``"model"``
 entry is the state dict) into a Detectron2 checkpoint for a yolox_d2 config:
 
-    python tools/convert_yolox_weights.py --config-file configs/yolox_s.py \
-        yolox_s.pth yolox_s_d2.pth [key=value overrides, e.g. model.num_classes=20]
+    python tools/convert_yolox_weights.py --config-file configs/yolox_s.py yolox_s.pth yolox_s_d2.pth
 
-The result loads with ``DetectionCheckpointer(model).load("yolox_s_d2.pth")`` (or
-``train.init_checkpoint=...``) with no missing or unexpected keys. Keys that do not line up
-are listed in the error.
+Convert with the model the checkpoint was trained as (the official COCO weights: 80 classes,
+the default of ``configs/yolox_*.py``); ``key=value`` config overrides go after the two file
+names. The result loads with ``DetectionCheckpointer(model).load("yolox_s_d2.pth")`` (or
+``train.init_checkpoint=yolox_s_d2.pth``) with no missing or unexpected keys. To fine-tune on
+another number of classes, train with ``train.init_checkpoint=yolox_s_d2.pth`` and your
+``model.num_classes``: the class predictions are re-initialised (one log line says so), every
+other tensor is loaded. Keys that do not line up are listed in the error (exit status 1), with
+that advice when only the number of classes differs.
 """
 import argparse
 import logging
@@ -25,13 +29,17 @@ from yolox_d2.checkpoint import CheckpointMismatchError, convert_official_state_
 logger = logging.getLogger("yolox_d2.convert")
 
 
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", required=True, help="yolox_d2 LazyConfig of the model")
+    p.add_argument("input", help="official YOLOX checkpoint (.pth)")
+    p.add_argument("output", help="where to write the Detectron2 checkpoint (.pth)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")
+    return p
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, help="yolox_d2 LazyConfig of the model")
-    parser.add_argument("input", help="official YOLOX checkpoint (.pth)")
-    parser.add_argument("output", help="where to write the Detectron2 checkpoint (.pth)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
     setup_logger(name="yolox_d2")
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)

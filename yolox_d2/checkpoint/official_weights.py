@@ -9,13 +9,14 @@ can be matched key by key, and keys that do not line up are reported by name.
 """
 import logging
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..layers import ConvBNAct, CSPLayer, DepthwiseSeparableConv
 from ..modeling.backbone import YOLOFPN, YOLOPAFPN, DarknetResidual
+from .class_predictions import class_prediction_keys
 
 __all__ = ["official_key_map", "convert_official_state_dict", "CheckpointMismatchError"]
 
@@ -48,7 +49,10 @@ _CHILD_RENAMES: Dict[type, Dict[str, str]] = {
 
 
 class CheckpointMismatchError(ValueError):
-    """The official checkpoint does not fit the model; the message lists the keys."""
+    """
+    The official checkpoint does not fit the model; the message lists the keys, and says what
+    to do when the only difference is the number of classes.
+    """
 
 
 def _official_tensor_name(module: nn.Module, name: str) -> str:
@@ -114,6 +118,9 @@ def convert_official_state_dict(
     unexpected = sorted(k for k in official if k not in expected)
     if missing or unexpected or mismatched:
         lines = ["The official YOLOX checkpoint does not match the yolox_d2 model."]
+        class_counts = _class_count_mismatch(model, missing, unexpected, mismatched)
+        if class_counts is not None:
+            lines.append(_class_count_advice(*class_counts))
         if missing:
             lines.append(f"Missing in the checkpoint ({len(missing)}): " + ", ".join(missing))
         if unexpected:
@@ -123,3 +130,34 @@ def convert_official_state_dict(
         raise CheckpointMismatchError("\n".join(lines))
     logger.info("Converted %d tensors from the official YOLOX checkpoint", len(converted))
     return converted
+
+
+def _class_count_mismatch(
+    model: nn.Module, missing: List[str], unexpected: List[str], mismatched: List[Tuple[str, str, tuple, tuple]]
+) -> Optional[Tuple[int, int]]:
+    """
+    ``(checkpoint classes, model classes)`` when the only difference is the number of classes
+    (class-prediction tensors differing in their first dimension), else None.
+    """
+    class_keys = class_prediction_keys(model)
+    if missing or unexpected or not mismatched:
+        return None
+    if not all(ours in class_keys and a[1:] == b[1:] for _, ours, a, b in mismatched):
+        return None
+    checkpoint_classes = {a[0] for _, _, a, _ in mismatched}
+    model_classes = {class_keys[ours] for _, ours, _, _ in mismatched}
+    if len(checkpoint_classes) != 1 or len(model_classes) != 1:
+        return None
+    return checkpoint_classes.pop(), model_classes.pop()
+
+
+def _class_count_advice(checkpoint_classes: int, model_classes: int) -> str:
+    """What to do when a checkpoint of ``checkpoint_classes`` meets a model of ``model_classes``."""
+    return (
+        f"The checkpoint predicts {checkpoint_classes} classes, the model {model_classes} "
+        f"(model.num_classes). Convert it at {checkpoint_classes} classes (model.num_classes="
+        f"{checkpoint_classes}: the default of configs/yolox_*.py, as for the official COCO "
+        "weights), then fine-tune with the converted file as train.init_checkpoint and "
+        f"model.num_classes={model_classes}: loading re-initialises the class predictions "
+        "and fills every other tensor from the checkpoint."
+    )

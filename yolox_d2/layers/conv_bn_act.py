@@ -17,7 +17,7 @@ __all__ = [
     "YOLOX_BN_MOMENTUM",
 ]
 
-# YOLOX initialises every BatchNorm with these (REFERENCE.md, "Head").
+# YOLOX initialises every BatchNorm with these (docs/yolox_facts.md, "Network").
 YOLOX_BN_EPS = 1e-3
 YOLOX_BN_MOMENTUM = 0.03
 
