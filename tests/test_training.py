@@ -23,7 +23,7 @@ from yolox_d2.engine.guards import GuardedSimpleTrainer
 from yolox_d2.solver import YOLOXWarmCosineParamScheduler
 
 from .synthetic_shapes import make_shapes_dataset, register_shapes_dataset
-from .train_net_runner import SMALL_TREES, read_metrics, run_train_net
+from .train_net_runner import SMALL_TREES, read_metrics, resolved_config, run_train_net
 
 TREES_CFG = "configs/deepforest/yolox_nano_trees.py"
 
@@ -39,9 +39,7 @@ class _MosaicSwitch:
 def test_build_hooks_gives_the_recipe_hooks_in_order(tmp_path):
     """The one hook list: EMA first after the LR, multi-scale before the checkpointer, BN sync
     right before the evaluation, writers last; EMA and multi-scale only when enabled."""
-    cfg = LazyConfig.apply_overrides(
-        LazyConfig.load(TREES_CFG), ["train.no_aug_iters=7", f"train.output_dir={tmp_path}"]
-    )
+    cfg = resolved_config(TREES_CFG, ["train.no_aug_iters=7", f"train.output_dir={tmp_path}"])
     model = build_model(cfg)
     ema = build_ema(cfg, model)
     trainer = build_trainer(cfg, model, [], build_optimizer(cfg, model), ema=ema)
@@ -150,7 +148,7 @@ def test_resume_continues_iteration_lr_ema_and_augmentation_mode(tmp_path):
     resumed = {m["iteration"]: m for m in read_metrics(crashed) if "lr" in m}
     reference = {m["iteration"]: m for m in read_metrics(full) if "lr" in m}
     assert sorted(resumed) == list(range(8, 12))
-    cfg = LazyConfig.load(TREES_CFG)
+    cfg = resolved_config(TREES_CFG, common)
     schedule = YOLOXWarmCosineParamScheduler(
         **{k: v for k, v in cfg.lr_multiplier.items() if k != "_target_"}
     )
