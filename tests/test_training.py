@@ -193,10 +193,11 @@ def test_resume_continues_iteration_lr_ema_and_augmentation_mode(tmp_path):
 
 
 def test_two_processes_on_cpu(tmp_path):
-    """--num-gpus 2 on a CPU machine: gloo, plugin DDP wrapping, training then COCO evaluation."""
+    """--num-gpus 2 on a CPU machine: gloo, plugin DDP wrapping, training then COCO evaluation;
+    ``train.device=cuda`` (the configs' default) falls back to the CPU with one warning."""
     proc = run_train_net(
         [
-            "--config-file", TREES_CFG, "--num-gpus", "2", *SMALL_TREES,
+            "--config-file", TREES_CFG, "--num-gpus", "2", *SMALL_TREES, "train.device=cuda",
             "train.max_iter=4", "train.no_aug_iters=2", "train.eval_period=1000",
             "dataloader.train.num_workers=0", "dataloader.train.total_batch_size=4",
             "train.multiscale.enabled=True", "train.multiscale.period=2",
@@ -209,7 +210,11 @@ def test_two_processes_on_cpu(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     # Detectron2 logs rank 1 to its own file
-    assert "Rank of current process: 1. World size: 2" in (tmp_path / "log.txt.rank1").read_text()
+    rank1_log = (tmp_path / "log.txt.rank1").read_text()
+    assert "Rank of current process: 1. World size: 2" in rank1_log
+    if not torch.cuda.is_available():
+        assert log.count("CUDA is not available: running on the CPU") == 1  # rank 0's console
+        assert rank1_log.count("CUDA is not available: running on the CPU") == 1
     assert "Evaluation results for bbox" in log
     metrics = read_metrics(tmp_path)
     assert max(m["iteration"] for m in metrics if "total_loss" in m) == 3  # iterations 0..3
