@@ -93,7 +93,8 @@ def _table(columns: List[str], rows: List[List[str]]) -> List[str]:
 
 
 def _run(cmd: List[str], timeout: float) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]))
+    path = os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -214,7 +215,10 @@ def section_forward(s: Settings) -> List[str]:
     _require_official()
     json_path = os.path.join(s.workdir, "forward.json")
     argv = ["--device", s.device]
-    argv += ["--variants", "nano", "--runs", "1", "--warmup", "0", "--threads", "1"] if s.dry_run else ["--variants", "s", "l"]
+    if s.dry_run:
+        argv += ["--variants", "nano", "--runs", "1", "--warmup", "0", "--threads", "1"]
+    else:
+        argv += ["--variants", "s", "l"]
     threads = torch.get_num_threads()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -257,7 +261,8 @@ def section_simota(s: Settings) -> List[str]:
             official_once()
             sync()
 
-        t = bench_simota.alternate_timed({"ours": bench_simota.timed(ours), "official": bench_simota.timed(official)}, runs, warmup)
+        runners = {"ours": bench_simota.timed(ours), "official": bench_simota.timed(official)}
+        t = bench_simota.alternate_timed(runners, runs, warmup)
         so, sr = Stats.of(t["ours"]), Stats.of(t["official"])
         rows.append([f"{b} x {g}", str(so.n), so.fmt(), sr.fmt(), f"{sr.median / so.median:.1f}x"])
     return _table(["batch x gts", "runs", "yolox_d2 (batched)", "official (per-image loop)", "speed-up"], rows) + [
@@ -362,7 +367,8 @@ def section_ddp(s: Settings) -> List[str]:
     expected_ids = [0] if s.device == "cuda" else None
     ok = r0["type"] == r1["type"] == "DistributedDataParallel" and r0["device_ids"] == expected_ids and worst <= 1e-6
     lines = [
-        f"- 2 processes (gloo, two machines of one device each) on {r0['device']}: `create_ddp_model` gave `{r0['type']}` with device_ids "
+        f"- 2 processes (gloo, two machines of one device each) on {r0['device']}: "
+        f"`create_ddp_model` gave `{r0['type']}` with device_ids "
         f"{r0['device_ids']} (expected {expected_ids})",
         f"- after one backward pass on different images, max |grad(rank 0) - grad(rank 1)| = {worst:.2g} "
         "(DDP averages them: must be ~0)",
@@ -432,7 +438,10 @@ def run_section(name: str, s: Settings, log: Callable[[str], None]) -> Section:
     return section
 
 
-def compose(sections: List[Section], s: Settings, missing: List[str], machine: Dict[str, str], command: str, total: float) -> str:
+def compose(
+    sections: List[Section], s: Settings, missing: List[str], machine: Dict[str, str], command: str, total: float
+) -> str:
+    """The text of the results file."""
     out = [
         "# yolox_d2 GPU acceptance" + (" (DRY RUN on the CPU: nothing here is a measurement)" if s.dry_run else ""),
         "",
@@ -483,7 +492,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_acceptance_") as workdir:
-        s = Settings(device=device, dry_run=args.dry_run, iters=args.iters or (3 if args.dry_run else 100), workdir=workdir)
+        iters = args.iters or (3 if args.dry_run else 100)
+        s = Settings(device=device, dry_run=args.dry_run, iters=iters, workdir=workdir)
         sections = []
         for name in args.only or SECTIONS:
             if device == "cuda" and not torch.cuda.is_available():

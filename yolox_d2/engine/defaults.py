@@ -22,8 +22,9 @@ present (one warning), resolves the schedule written in epochs (``train.schedule
 checks (:mod:`yolox_d2.engine.startup_checks`) before iteration 0.
 
 Checkpoints contain ``"model"`` (training weights), ``"optimizer"``, ``"trainer"`` (iteration,
-LR scheduler state, multi-scale seed; with AMP the gradient scaler) and ``"ema"`` (EMA tensors and ``updates``). The EMA
-weights as a plain weights file are written to ``model_final_ema.pth`` at the end.
+LR scheduler state, multi-scale seed; with AMP the gradient scaler) and ``"ema"`` (EMA tensors
+and ``updates``). The EMA weights as a plain weights file are written to
+``model_final_ema.pth`` at the end.
 """
 
 import logging
@@ -176,8 +177,8 @@ def build_hooks(
     Hooks run in the order they are registered; the comments in the list give the rules.
 
     Args:
-        cfg: the LazyConfig with its schedule resolved (``train``: ``max_iter``, ``no_aug_iters``, ``multiscale``,
-            ``seed``, ``checkpointer``, ``eval_period``, ``log_period``, ``output_dir``;
+        cfg: the LazyConfig, its schedule resolved (``train``: ``max_iter``, ``no_aug_iters``,
+            ``multiscale``, ``seed``, ``checkpointer``, ``eval_period``, ``log_period``, ``output_dir``;
             ``lr_multiplier``; ``dataloader.train.dataset.image_size``, and
             ``dataloader.test`` / ``dataloader.evaluator`` for the evaluations).
         trainer: the trainer of :func:`build_trainer` (its ``model`` and ``checkpointer``).

@@ -48,7 +48,7 @@ __all__ = ["ResolvedSchedule", "resolve_schedule", "training_set_length"]
 
 logger = logging.getLogger(__name__)
 
-#: ``train.schedule`` keys and the official YOLOX values (300 epochs of COCO at 0.01 per 64).
+#: The keys of ``train.schedule`` (configs/common/train.py holds the official values).
 SCHEDULE_KEYS = (
     "epochs",
     "warmup_epochs",
@@ -91,8 +91,21 @@ def _pick(notes: List[str], name: str, given: Any, compute: Callable[[], Any]) -
 @dataclass(frozen=True)
 class ResolvedSchedule:
     """
-    The numbers of one run. ``kept`` lists the user's explicit values (``"key=value"``),
-    ``notes`` the sentences the log adds (explicit values, compression of the schedule).
+    The numbers of one run, as :func:`resolve_schedule` found them.
+
+    Attributes:
+        dataset_length: training records counted as one epoch.
+        total_batch_size: images per iteration over all workers.
+        world_size: training processes.
+        iters_per_epoch: ``dataset_length // total_batch_size`` (at least 1).
+        epochs: the schedule's length in epochs.
+        max_iter, no_aug_iters, eval_period, checkpoint_period: iterations (``eval_period`` 0:
+            only after training).
+        warmup_fraction, no_aug_fraction: the LR schedule's phases as fractions of the run
+            (None when ``lr_multiplier`` has no such argument).
+        lr: the base learning rate.
+        multiscale_period: iterations per multi-scale size, None when multi-scale is off.
+        notes: what the log adds (explicit values kept, compression of the schedule).
     """
 
     dataset_length: int
@@ -195,6 +208,10 @@ def resolve_schedule(cfg, dataset_length: int, world_size: int = 1) -> ResolvedS
         raise ValueError(f"train.schedule.epochs must be > 0, got {epochs:g}")
     if train.get("max_iter", None):  # None / 0: resolve
         max_iter = int(train.max_iter)
+        if max_iter < 0:
+            raise ValueError(
+                f"train.max_iter must be > 0 (or None / 0 to follow train.schedule), got {max_iter}"
+            )
         note = f"train.max_iter={max_iter} given: kept"
         if epochs is not None:
             nominal = int(epochs * iters_per_epoch)
@@ -205,8 +222,6 @@ def resolve_schedule(cfg, dataset_length: int, world_size: int = 1) -> ResolvedS
                     f"share of the run (x{max_iter / nominal:.4g})"
                 )
         notes.append(note)
-        if max_iter < 0:
-            raise ValueError(f"train.max_iter must be > 0, got {max_iter}")
     else:
         max_iter = int(_setting(settings, "epochs", "train.max_iter") * iters_per_epoch)
     epochs = float(epochs) if epochs is not None else max_iter / iters_per_epoch
@@ -227,12 +242,17 @@ def resolve_schedule(cfg, dataset_length: int, world_size: int = 1) -> ResolvedS
     for key in ("warmup_fraction", "no_aug_fraction"):
         has_key = lr_multiplier is not None and key in lr_multiplier
         given = lr_multiplier[key] if has_key else None
-        fractions[key] = _pick(notes, f"lr_multiplier.{key}", given, lambda k=key: fraction(k)) if has_key else None
+        if has_key:
+            fractions[key] = _pick(notes, f"lr_multiplier.{key}", given, lambda k=key: fraction(k))
+        else:
+            fractions[key] = None
 
     def in_epochs(key: str) -> int:
         return _round(_setting(settings, key, f"the iterations of train.schedule.{key}") * per_epoch)
 
-    no_aug_iters = int(_pick(notes, "train.no_aug_iters", train.get("no_aug_iters", None), lambda: in_epochs("no_aug_epochs")))
+    no_aug_iters = int(
+        _pick(notes, "train.no_aug_iters", train.get("no_aug_iters", None), lambda: in_epochs("no_aug_epochs"))
+    )
     if not 0 <= no_aug_iters < max_iter:
         raise ValueError(
             f"train.no_aug_iters={no_aug_iters} must be >= 0 and < train.max_iter={max_iter} (the "
@@ -240,7 +260,9 @@ def resolve_schedule(cfg, dataset_length: int, world_size: int = 1) -> ResolvedS
             "train.schedule.no_aug_epochs"
         )
     # a period under one iteration: 0, i.e. only after training
-    eval_period = int(_pick(notes, "train.eval_period", train.get("eval_period", None), lambda: in_epochs("eval_every_epochs")))
+    eval_period = int(
+        _pick(notes, "train.eval_period", train.get("eval_period", None), lambda: in_epochs("eval_every_epochs"))
+    )
     checkpoint_period = int(
         _pick(
             notes,
