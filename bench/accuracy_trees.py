@@ -79,9 +79,17 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def load_config():
+    """The trees config with its schedule resolved as the training tool resolves it (from the
+    training set's registered records)."""
     from detectron2.config import LazyConfig
+    from detectron2.data import DatasetCatalog
 
-    return LazyConfig.load(os.path.join(REPO_ROOT, CONFIG))
+    import yolox_d2  # noqa: F401  (registers the tree datasets)
+    from yolox_d2.solver import resolve_schedule
+
+    cfg = LazyConfig.load(os.path.join(REPO_ROOT, CONFIG))
+    resolve_schedule(cfg, len(DatasetCatalog.get(TRAIN_DATASET))).apply(cfg)
+    return cfg
 
 
 def schedule(cfg, iters: int = None) -> Dict[str, float]:

@@ -15,14 +15,13 @@ import time
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import LazyConfig
 from torch import nn
 
 from yolox_d2.checkpoint import AtomicDetectionCheckpointer
 from yolox_d2.checkpoint import atomic as atomic_module
 from yolox_d2.solver import YOLOXWarmCosineParamScheduler
 
-from .train_net_runner import REPO_ROOT, SMALL_TREES, TRAIN_NET, run_train_net
+from .train_net_runner import REPO_ROOT, SMALL_TREES, TRAIN_NET, resolved_config, run_train_net
 
 TREES_CFG = "configs/deepforest/yolox_nano_trees.py"
 
@@ -247,7 +246,7 @@ def test_sigkill_mid_training_then_resume(tmp_path):
 
     metrics = _metrics(tmp_path)
     assert set(range(k + 1, max_iter)) <= set(metrics)
-    cfg = LazyConfig.load(str(REPO_ROOT / TREES_CFG))
+    cfg = resolved_config(TREES_CFG, common)
     schedule = YOLOXWarmCosineParamScheduler(**{key: v for key, v in cfg.lr_multiplier.items() if key != "_target_"})
     for it in range(k + 1, max_iter):
         assert metrics[it]["lr"] == pytest.approx(cfg.optimizer.lr * schedule(it / max_iter), rel=1e-6)

@@ -8,6 +8,7 @@ from detectron2.solver import LRMultiplier
 from detectron2.config import LazyConfig
 from fvcore.common.param_scheduler import ParamScheduler
 
+from yolox_d2.solver import resolve_schedule
 from yolox_d2.solver.lr_scheduler import YOLOXWarmCosineParamScheduler, epochs_to_fractions
 
 yolox_lr = pytest.importorskip("yolox.utils.lr_scheduler")
@@ -93,8 +94,10 @@ def test_configs_and_from_epochs_share_one_epoch_conversion(repo_root):
     assert epochs_to_fractions(300, 5, 15) == {"warmup_fraction": 5 / 300, "no_aug_fraction": 15 / 300}
     with pytest.raises(ValueError, match="total_epochs"):
         epochs_to_fractions(0)
-    # configs/deepforest/yolox_nano_trees.py: yolox_schedule(epochs=125, iters_per_epoch=8, ...)
+    # configs/deepforest/yolox_nano_trees.py: train.schedule of 125 epochs, warm-up 5, no-aug 15,
+    # resolved for its 66 training tiles at 8 per batch (8 iterations per epoch)
     cfg = LazyConfig.load(str(repo_root / "configs" / "deepforest" / "yolox_nano_trees.py"))
+    resolve_schedule(cfg, dataset_length=66).apply(cfg)
     scheduler = YOLOXWarmCosineParamScheduler.from_epochs(125, warmup_epochs=5, no_aug_epochs=15)
     assert cfg.lr_multiplier.warmup_fraction == scheduler.warmup_fraction == 5 / 125
     assert cfg.lr_multiplier.no_aug_fraction == scheduler.no_aug_fraction == 15 / 125

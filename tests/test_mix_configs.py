@@ -27,6 +27,7 @@ from detectron2.structures import Boxes, Instances
 import yolox_d2  # noqa: F401  (registers the datasets)
 import yolox_d2.engine.defaults as train_defaults
 from yolox_d2.modeling import YOLOX, CSPDarknet, YOLOPAFPN, YOLOXHead
+from yolox_d2.solver import resolve_schedule
 
 needs_deepforest = pytest.mark.skipif(
     importlib.util.find_spec("deepforest") is None, reason="the tree tiles need deepforest==2.1.0"
@@ -102,7 +103,8 @@ def test_config_composes_the_intended_model(repo_root, name):
     if meta is RetinaNet:
         assert model.anchor_generator.strides == [8, 16, 32]
         assert model.anchor_generator.num_cell_anchors == [9, 9, 9]
-    # the YOLOX recipe's schedule and data come along
+    # the YOLOX recipe's schedule and data come along (the schedule resolved for COCO's length)
+    resolve_schedule(cfg, dataset_length=118287).apply(cfg)
     assert cfg.train.max_iter > 0 and cfg.dataloader.train.dataset.image_size[0] % 32 == 0
 
 

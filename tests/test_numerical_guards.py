@@ -17,12 +17,8 @@ from torch import nn
 from detectron2.engine import hooks
 from yolox_d2.checkpoint import AtomicDetectionCheckpointer
 from yolox_d2.engine.defaults import do_train
-from yolox_d2.engine.guards import (
-    GuardedSimpleTrainer,
-    NonFiniteLossError,
-    check_losses_finite,
-    create_guarded_trainer,
-)
+from yolox_d2.engine.amp import create_guarded_trainer
+from yolox_d2.engine.guards import GuardedSimpleTrainer, NonFiniteLossError, check_losses_finite
 from yolox_d2.modeling.losses import yolox_losses
 from yolox_d2.modeling.meta_arch.yolox import YOLOX
 from yolox_d2.modeling.simota import SimOTAMatcher

@@ -23,7 +23,7 @@ from yolox_d2.engine.guards import GuardedSimpleTrainer
 from yolox_d2.solver import YOLOXWarmCosineParamScheduler
 
 from .synthetic_shapes import make_shapes_dataset, register_shapes_dataset
-from .train_net_runner import SMALL_TREES, read_metrics, run_train_net
+from .train_net_runner import SMALL_TREES, read_metrics, resolved_config, run_train_net
 
 TREES_CFG = "configs/deepforest/yolox_nano_trees.py"
 
@@ -39,9 +39,7 @@ class _MosaicSwitch:
 def test_build_hooks_gives_the_recipe_hooks_in_order(tmp_path):
     """The one hook list: EMA first after the LR, multi-scale before the checkpointer, BN sync
     right before the evaluation, writers last; EMA and multi-scale only when enabled."""
-    cfg = LazyConfig.apply_overrides(
-        LazyConfig.load(TREES_CFG), ["train.no_aug_iters=7", f"train.output_dir={tmp_path}"]
-    )
+    cfg = resolved_config(TREES_CFG, ["train.no_aug_iters=7", f"train.output_dir={tmp_path}"])
     model = build_model(cfg)
     ema = build_ema(cfg, model)
     trainer = build_trainer(cfg, model, [], build_optimizer(cfg, model), ema=ema)
@@ -73,26 +71,27 @@ def test_build_hooks_gives_the_recipe_hooks_in_order(tmp_path):
     assert len(plain) == 7 and dataset.calls == []  # nothing switched before training
 
 
-def test_overfits_a_handful_of_images(tmp_path, repo_root):
-    """Training through the training tool's do_train on 4 images reaches AP50 >= 0.9 on them."""
-    dicts = make_shapes_dataset(str(tmp_path / "images"), num_images=4, size=256)
+def _overfit_ap50(tmp_path, repo_root, size=256, extra=()):
+    """Train YOLOX-Nano through the training tool's do_train on 4 images of ``size`` px for 200
+    iterations (flat LR after warm-up), then return its COCO AP50 on those images."""
+    dicts = make_shapes_dataset(str(tmp_path / "images"), num_images=4, size=size)
     register_shapes_dataset("yolox_d2_test_shapes", dicts)
     cfg = LazyConfig.load(str(repo_root / "configs" / "yolox_nano.py"))
     cfg = LazyConfig.apply_overrides(
         cfg,
         [
             "model.num_classes=2",
-            "model.test_square_size=256",
+            f"model.test_square_size={size}",
             "model.test_score_thresh=0.001",
             "dataloader.train.dataset.dataset_dicts.names=yolox_d2_test_shapes",
-            "dataloader.train.dataset.image_size=[256,256]",
+            f"dataloader.train.dataset.image_size=[{size},{size}]",
             "dataloader.train.dataset.enable_mosaic=False",
             "dataloader.train.dataset.hsv_prob=0.0",
             "dataloader.train.total_batch_size=4",
             "dataloader.train.num_workers=0",
             "dataloader.train.seed=0",
             "dataloader.test.dataset=yolox_d2_test_shapes",
-            "dataloader.test.mapper.image_size=[256,256]",
+            f"dataloader.test.mapper.image_size=[{size},{size}]",
             "dataloader.test.num_workers=0",
             "optimizer.lr=0.02",
             "train.device=cpu",
@@ -107,6 +106,7 @@ def test_overfits_a_handful_of_images(tmp_path, repo_root):
             "lr_multiplier.no_aug_fraction=0.15",
             "lr_multiplier.min_lr_ratio=1.0",  # flat after warm-up: overfit, don't anneal
             f"train.output_dir={tmp_path / 'out'}",
+            *extra,
         ],
     )
     torch.manual_seed(0)
@@ -114,6 +114,24 @@ def test_overfits_a_handful_of_images(tmp_path, repo_root):
     model = instantiate(cfg.model)
     DetectionCheckpointer(model).load(str(tmp_path / "out" / "model_final.pth"))
     results = do_test(cfg, model.eval())
+    print(f"overfit AP50 {results['bbox']['AP50']:.1f} ({size} px, {list(extra)})")
+    return results
+
+
+def test_overfits_a_handful_of_images(tmp_path, repo_root):
+    """Training through the training tool's do_train on 4 images reaches AP50 >= 0.9 on them."""
+    results = _overfit_ap50(tmp_path, repo_root)
+    assert results["bbox"]["AP50"] >= 90.0, results
+
+
+@pytest.mark.slow
+def test_overfits_a_handful_of_images_in_bfloat16(tmp_path, repo_root):
+    """The same in bfloat16 autocast (``train.amp``), at 128 px: on a CPU without native bf16
+    (AVX2 only) the bf16 convolutions of Nano (depthwise) are ~5x slower than fp32, so this
+    run takes several minutes (slow)."""
+    results = _overfit_ap50(
+        tmp_path, repo_root, size=128, extra=["train.amp.enabled=True", "train.amp.precision=bfloat16"]
+    )
     assert results["bbox"]["AP50"] >= 90.0, results
 
 
@@ -150,7 +168,7 @@ def test_resume_continues_iteration_lr_ema_and_augmentation_mode(tmp_path):
     resumed = {m["iteration"]: m for m in read_metrics(crashed) if "lr" in m}
     reference = {m["iteration"]: m for m in read_metrics(full) if "lr" in m}
     assert sorted(resumed) == list(range(8, 12))
-    cfg = LazyConfig.load(TREES_CFG)
+    cfg = resolved_config(TREES_CFG, common)
     schedule = YOLOXWarmCosineParamScheduler(
         **{k: v for k, v in cfg.lr_multiplier.items() if k != "_target_"}
     )
@@ -175,10 +193,11 @@ def test_resume_continues_iteration_lr_ema_and_augmentation_mode(tmp_path):
 
 
 def test_two_processes_on_cpu(tmp_path):
-    """--num-gpus 2 on a CPU machine: gloo, plugin DDP wrapping, training then COCO evaluation."""
+    """--num-gpus 2 on a CPU machine: gloo, plugin DDP wrapping, training then COCO evaluation;
+    ``train.device=cuda`` (the configs' default) falls back to the CPU with one warning."""
     proc = run_train_net(
         [
-            "--config-file", TREES_CFG, "--num-gpus", "2", *SMALL_TREES,
+            "--config-file", TREES_CFG, "--num-gpus", "2", *SMALL_TREES, "train.device=cuda",
             "train.max_iter=4", "train.no_aug_iters=2", "train.eval_period=1000",
             "dataloader.train.num_workers=0", "dataloader.train.total_batch_size=4",
             "train.multiscale.enabled=True", "train.multiscale.period=2",
@@ -191,7 +210,11 @@ def test_two_processes_on_cpu(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     # Detectron2 logs rank 1 to its own file
-    assert "Rank of current process: 1. World size: 2" in (tmp_path / "log.txt.rank1").read_text()
+    rank1_log = (tmp_path / "log.txt.rank1").read_text()
+    assert "Rank of current process: 1. World size: 2" in rank1_log
+    if not torch.cuda.is_available():
+        assert log.count("CUDA is not available: running on the CPU") == 1  # rank 0's console
+        assert rank1_log.count("CUDA is not available: running on the CPU") == 1
     assert "Evaluation results for bbox" in log
     metrics = read_metrics(tmp_path)
     assert max(m["iteration"] for m in metrics if "total_loss" in m) == 3  # iterations 0..3

@@ -23,6 +23,22 @@ SMALL_TREES = [
 ]
 
 
+# Records registered by deepforest_trees_train (what the schedule counts as one epoch).
+TREES_TRAIN_LENGTH = 66
+
+
+def resolved_config(config_file: str, overrides: List[str], dataset_length: int = TREES_TRAIN_LENGTH, world_size: int = 1):
+    """``config_file`` with ``overrides`` and its schedule resolved as the training tool does
+    (``dataset_length`` training records, ``world_size`` processes)."""
+    from detectron2.config import LazyConfig
+
+    from yolox_d2.solver import resolve_schedule
+
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(str(REPO_ROOT / config_file)), overrides)
+    resolve_schedule(cfg, dataset_length, world_size).apply(cfg)
+    return cfg
+
+
 def run_train_net(args: List[str], timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     return subprocess.run(

@@ -11,8 +11,11 @@ Detectron2's command line (``--num-machines``, ``--machine-rank``, ``--dist-url`
 ``key=value`` overrides). On top of Detectron2's own tool it runs the YOLOX recipe of
 :mod:`yolox_d2.engine.defaults`: EMA (evaluated and checkpointed), the yoloxwarmcos schedule,
 the no-augmentation phase with the L1 loss, multi-scale training agreed by all ranks and BN
-statistics averaged before each evaluation. ``--num-gpus N`` also works on a CPU-only machine
-(gloo).
+statistics averaged before each evaluation. The schedule is written in epochs
+(``train.schedule``) and resolved at start-up from the training set and the total batch
+(``train.max_iter=N`` / ``optimizer.lr=X`` win); ``train.amp.enabled=True`` trains in mixed
+precision (``train.amp.precision``: ``float16`` on CUDA, ``bfloat16`` on the CPU). ``--num-gpus
+N`` also works on a CPU-only machine (gloo; ``train.device=cuda`` falls back to the CPU).
 """
 from detectron2.engine import default_argument_parser, launch
 

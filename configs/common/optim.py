@@ -10,7 +10,9 @@ SGD = L(torch.optim.SGD)(
         weight_decay_norm=0.0,
         weight_decay_bias=0.0,
     ),
-    lr=0.01,  # 0.01 per 64 images: scale with dataloader.train.total_batch_size
+    # None: train.schedule.base_lr (0.01) per train.schedule.base_batch_size (64) images, scaled
+    # linearly with dataloader.train.total_batch_size at start-up; a value set here wins
+    lr=None,
     momentum=0.9,
     nesterov=True,
     weight_decay=5e-4,

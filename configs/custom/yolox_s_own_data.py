@@ -22,10 +22,11 @@ call is copied wherever the name is needed (nothing interpolates into
 - The evaluator (``COCOEvaluator``, COCO AP) and the test loader use the val split.
 - Images without any box are trained on as background images (``filter_empty=False``, as
   YOLOX and Ultralytics do).
-- Length: 10,000 iterations of 16 images (``yolox_schedule``: 100 "epochs" of 100
-  iterations, warm-up 5, no-augmentation last 15, evaluation every 10). For another length
-  override together ``train.max_iter``, ``train.no_aug_iters`` (15% of it),
-  ``train.eval_period`` and ``train.checkpointer.period``.
+- Length: 100 epochs of the training set (``train.schedule``: warm-up 5, no-augmentation last
+  15, evaluation and checkpoint every 10), resolved at start-up from the number of training
+  images and the batch (16), with the official lr 0.01 per 64 images (0.0025). An explicit
+  ``train.max_iter=N`` compresses that schedule into N iterations; ``train.schedule.epochs=N``
+  changes its length in epochs.
 - From scratch by default; to fine-tune official weights, convert them
   (``tools/convert_yolox_weights.py``) and set ``train.init_checkpoint=yolox_s_d2.pth``: the
   classification layers, whose shape differs, are left at their initial values (Detectron2's
@@ -33,7 +34,6 @@ call is copied wherever the name is needed (nothing interpolates into
 - ``train.device=cpu`` to train without a GPU (slow: see ``configs/deepforest/`` for a
   CPU-sized YOLOX-Nano setting).
 """
-from ..common.train import yolox_schedule
 from ..yolox_s import dataloader, lr_multiplier, model, optimizer, train
 
 BATCH = 16
@@ -46,9 +46,5 @@ dataloader.train.total_batch_size = BATCH
 dataloader.test.num_workers = 2
 # dataloader.evaluator.dataset_name is "${..test.dataset}" (configs/common/data/coco.py): the val split
 
-optimizer.lr = 0.01 * BATCH / 64  # the official linear scaling
-
 train.output_dir = "./output/yolox_s_own_data"
-yolox_schedule(
-    train, lr_multiplier, epochs=100, iters_per_epoch=100, warmup_epochs=5, no_aug_epochs=15, eval_every_epochs=10
-)
+train.schedule.update(epochs=100, warmup_epochs=5, no_aug_epochs=15, eval_every_epochs=10, checkpoint_every_epochs=10)

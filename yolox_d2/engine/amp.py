@@ -15,6 +15,9 @@ trainer keeps its loop (forward under autocast, ``after_backward``, metrics, ste
 * the scaler's state (and the skip count) in the trainer's checkpoint, restored on ``--resume``.
 
 The YOLOX losses and SimOTA run in float32 under autocast (``YOLOX.forward_training``).
+:func:`create_guarded_trainer` gives this trainer or the full-precision
+:class:`~yolox_d2.engine.guards.GuardedSimpleTrainer` (``train.amp.enabled`` /
+``train.amp.precision`` in :func:`yolox_d2.engine.defaults.build_trainer`).
 """
 
 import logging
@@ -25,9 +28,9 @@ import torch
 from detectron2.engine import SimpleTrainer
 from detectron2.utils.events import get_event_storage
 
-from .guards import FiniteLossGuardMixin
+from .guards import FiniteLossGuardMixin, GuardedSimpleTrainer
 
-__all__ = ["AMP_PRECISIONS", "GuardedAMPTrainer", "model_device_type"]
+__all__ = ["AMP_PRECISIONS", "GuardedAMPTrainer", "create_guarded_trainer", "model_device_type"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,3 +154,33 @@ class GuardedAMPTrainer(FiniteLossGuardMixin, SimpleTrainer):
         self.skipped_steps = int(state_dict.get("amp", {}).get("skipped_steps", 0))
         if self.grad_scaler is not None and "grad_scaler" in state_dict:
             self.grad_scaler.load_state_dict(state_dict["grad_scaler"])
+
+
+def create_guarded_trainer(
+    model: torch.nn.Module,
+    data_loader: Any,
+    optimizer: torch.optim.Optimizer,
+    *,
+    amp: bool = False,
+    precision: str = "float16",
+    checkpointer: Optional[Any] = None,
+    **kwargs: Any,
+) -> SimpleTrainer:
+    """
+    A :class:`~yolox_d2.engine.guards.GuardedSimpleTrainer`, or a :class:`GuardedAMPTrainer`
+    when ``amp``: both stop on a non-finite loss before the optimizer step.
+
+    Args:
+        model, data_loader, optimizer: as for Detectron2's trainers.
+        amp: mixed precision (autocast on the model's device).
+        precision: with ``amp``: ``"float16"`` (with a gradient scaler) or ``"bfloat16"``.
+        checkpointer: the checkpointer named in a non-finite loss error (can also be set later
+            as ``trainer.checkpointer``, since it usually needs the trainer itself).
+        kwargs: other arguments of the Detectron2 trainer.
+    """
+    if amp:
+        trainer = GuardedAMPTrainer(model, data_loader, optimizer, precision=precision, **kwargs)
+    else:
+        trainer = GuardedSimpleTrainer(model, data_loader, optimizer, **kwargs)
+    trainer.checkpointer = checkpointer
+    return trainer

@@ -7,17 +7,24 @@ custom training script can call one by one::
     do_train(cfg, resume=False)            # or, piece by piece:
 
     model = build_model(cfg)
-    optimizer = build_optimizer(cfg, model)
     train_dataset, train_loader = build_train_loader(cfg)
+    resolve_schedule(cfg, training_set_length(train_dataset), comm.get_world_size()).apply(cfg)
+    optimizer = build_optimizer(cfg, model)  # optimizer.lr is resolved
     ema = build_ema(cfg, model)            # before the DDP wrapping
     trainer = build_trainer(cfg, model, train_loader, optimizer, ema=ema)
     trainer.register_hooks(build_hooks(cfg, trainer, train_dataset, ema=ema))
     trainer.checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=False)
     trainer.train(0, cfg.train.max_iter)
 
+:func:`do_train` also falls back to the CPU when ``train.device`` is CUDA and no GPU is
+present (one warning), resolves the schedule written in epochs (``train.schedule``,
+:mod:`yolox_d2.solver.schedule`) once the training set is built, and runs the start-up data
+checks (:mod:`yolox_d2.engine.startup_checks`) before iteration 0.
+
 Checkpoints contain ``"model"`` (training weights), ``"optimizer"``, ``"trainer"`` (iteration,
-LR scheduler state, multi-scale seed) and ``"ema"`` (EMA tensors and ``updates``). The EMA
-weights as a plain weights file are written to ``model_final_ema.pth`` at the end.
+LR scheduler state, multi-scale seed; with AMP the gradient scaler) and ``"ema"`` (EMA tensors
+and ``updates``). The EMA weights as a plain weights file are written to
+``model_final_ema.pth`` at the end.
 """
 
 import logging
@@ -33,14 +40,16 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import AtomicDetectionCheckpointer
+from ..solver import resolve_schedule, training_set_length
 from ..utils.model import unwrap_model
+from .amp import create_guarded_trainer
 from .bn_stats import SyncBNStatsHook
 from .ddp import create_ddp_model
 from .ema import EMAHook, ModelEMA, ema_eval_function
-from .guards import create_guarded_trainer
 from .mode_switch import YOLOXModeSwitchHook
 from .multiscale import MultiScaleHook, multiscale_sizes
-from .predictor import build_inference_model
+from .predictor import build_inference_model, resolve_device
+from .startup_checks import check_evaluation_datasets, check_training_start
 
 __all__ = [
     "build_model",
@@ -75,14 +84,15 @@ def build_optimizer(cfg, model: nn.Module):
 
     Args:
         cfg: a LazyConfig whose ``optimizer.params`` takes a ``model`` (Detectron2's
-            ``get_default_optimizer_params``); it is set to ``model``.
+            ``get_default_optimizer_params``); it is set to ``model``. ``optimizer.lr`` must be
+            resolved (:func:`~yolox_d2.solver.resolve_schedule`) when the config leaves it None.
         model: the model to train (not yet DDP-wrapped).
     """
     cfg.optimizer.params.model = model
     return instantiate(cfg.optimizer)
 
 
-def build_train_loader(cfg) -> Tuple[Any, Any]:
+def build_train_loader(cfg, dataset_dicts: Optional[List[Dict[str, Any]]] = None) -> Tuple[Any, Any]:
     """Instantiate the training dataset first, so that the hooks can reach it, then its loader.
 
     ``cfg`` is left unchanged (its other entries may interpolate the dataset's settings, e.g.
@@ -90,11 +100,20 @@ def build_train_loader(cfg) -> Tuple[Any, Any]:
 
     Args:
         cfg: a LazyConfig with ``dataloader.train`` taking a ``dataset``.
+        dataset_dicts: the training records, already built from
+            ``dataloader.train.dataset.dataset_dicts`` (:func:`do_train` checks them first);
+            None: instantiated here.
 
     Returns:
         ``(dataset, loader)``.
     """
-    dataset = instantiate(cfg.dataloader.train.dataset)
+    if dataset_dicts is None:
+        dataset = instantiate(cfg.dataloader.train.dataset)
+    else:
+        dataset_args = dict(cfg.dataloader.train.dataset.items())
+        # a call returning the records: instantiate() would copy a plain list (and its type)
+        dataset_args["dataset_dicts"] = {"_target_": lambda: dataset_dicts}
+        dataset = instantiate(dataset_args)
     loader_args = dict(cfg.dataloader.train.items())
     loader_args["dataset"] = dataset
     return dataset, instantiate(loader_args)
@@ -118,13 +137,17 @@ def build_trainer(
     """The trainer of the recipe, with its checkpointer as ``trainer.checkpointer``.
 
     The model is wrapped for distributed training (:func:`~yolox_d2.engine.create_ddp_model`
-    with ``cfg.train.ddp``; CPU/gloo too); the trainer is Detectron2's ``SimpleTrainer`` /
-    ``AMPTrainer`` (``cfg.train.amp.enabled``) that stops on a NaN/inf loss before the optimizer
-    step, naming the loss terms and the last checkpoint; the checkpointer writes atomically
-    (a run killed at any moment leaves a complete last checkpoint) and saves ``ema`` too.
+    with ``cfg.train.ddp``; CPU/gloo too); the trainer is Detectron2's ``SimpleTrainer``, or
+    with ``cfg.train.amp.enabled`` the :class:`~yolox_d2.engine.amp.GuardedAMPTrainer`
+    (autocast on the model's device in ``cfg.train.amp.precision``: ``float16`` with a gradient
+    scaler whose skipped steps are counted and whose state is checkpointed, or ``bfloat16``);
+    both stop on a NaN/inf loss before the optimizer step, naming the loss terms and the last
+    checkpoint; the checkpointer writes atomically (a run killed at any moment leaves a
+    complete last checkpoint) and saves ``ema`` too.
 
     Args:
-        cfg: a LazyConfig with ``train.ddp``, ``train.amp.enabled`` and ``train.output_dir``.
+        cfg: a LazyConfig with ``train.ddp``, ``train.amp`` (``enabled``, ``precision``) and
+            ``train.output_dir``.
         model: the model to train (not yet DDP-wrapped).
         train_loader: the training data loader.
         optimizer: the optimizer of ``model``'s parameters.
@@ -134,7 +157,10 @@ def build_trainer(
         The trainer; ``trainer.model`` is the (DDP-wrapped) model.
     """
     model = create_ddp_model(model, **cfg.train.ddp)
-    trainer = create_guarded_trainer(model, train_loader, optimizer, amp=cfg.train.amp.enabled)
+    amp = cfg.train.amp
+    trainer = create_guarded_trainer(
+        model, train_loader, optimizer, amp=amp.enabled, precision=amp.get("precision", "float16")
+    )
     checkpointables = {"trainer": trainer}
     if ema is not None:
         checkpointables["ema"] = ema
@@ -151,8 +177,8 @@ def build_hooks(
     Hooks run in the order they are registered; the comments in the list give the rules.
 
     Args:
-        cfg: the LazyConfig (``train``: ``max_iter``, ``no_aug_iters``, ``multiscale``,
-            ``seed``, ``checkpointer``, ``eval_period``, ``log_period``, ``output_dir``;
+        cfg: the LazyConfig, its schedule resolved (``train``: ``max_iter``, ``no_aug_iters``,
+            ``multiscale``, ``seed``, ``checkpointer``, ``eval_period``, ``log_period``, ``output_dir``;
             ``lr_multiplier``; ``dataloader.train.dataset.image_size``, and
             ``dataloader.test`` / ``dataloader.evaluator`` for the evaluations).
         trainer: the trainer of :func:`build_trainer` (its ``model`` and ``checkpointer``).
@@ -228,15 +254,27 @@ def do_test(cfg, model: nn.Module) -> Dict[str, Any]:
 def do_train(cfg, resume: bool = False) -> None:
     """Train ``cfg`` with the YOLOX recipe (see the module docstring), evaluating on the way.
 
+    Start-up, in this order: ``train.device`` (CUDA falls back to the CPU with a warning when
+    no GPU is present), the model, the training records, the data checks
+    (:func:`~yolox_d2.engine.startup_checks.check_training_start`: a broken evaluation image
+    or a class count that differs stops here), the training set and its loader, the schedule
+    (:func:`~yolox_d2.solver.resolve_schedule` applied to ``cfg``, logged once), then the
+    optimizer, EMA, trainer and hooks.
+
     Args:
-        cfg: the LazyConfig.
+        cfg: the LazyConfig (changed in place: ``train.device`` and the resolved schedule).
         resume: continue from the last checkpoint of ``cfg.train.output_dir`` when there is
-            one (iteration, optimizer, LR schedule, EMA, multi-scale seed); otherwise start at
-            iteration 0 from ``cfg.train.init_checkpoint``.
+            one (iteration, optimizer, LR schedule, EMA, multi-scale seed, gradient scaler);
+            otherwise start at iteration 0 from ``cfg.train.init_checkpoint``.
     """
+    cfg.train.device = resolve_device(cfg.train.device)
     model = build_model(cfg)
+    dicts_cfg = cfg.dataloader.train.dataset.get("dataset_dicts", None)
+    train_dicts = instantiate(dicts_cfg) if dicts_cfg is not None else None
+    check_training_start(cfg, model, train_dicts)
+    train_dataset, train_loader = build_train_loader(cfg, dataset_dicts=train_dicts)
+    resolve_schedule(cfg, training_set_length(train_dataset), comm.get_world_size()).apply(cfg)
     optimizer = build_optimizer(cfg, model)
-    train_dataset, train_loader = build_train_loader(cfg)
     ema = build_ema(cfg, model)
     trainer = build_trainer(cfg, model, train_loader, optimizer, ema=ema)
     trainer.register_hooks(build_hooks(cfg, trainer, train_dataset, ema=ema))
@@ -249,7 +287,8 @@ def do_train(cfg, resume: bool = False) -> None:
 
 def do_eval_only(cfg) -> Dict[str, Any]:
     """Evaluate ``cfg.train.init_checkpoint``: its EMA weights when it has them, as the demo and
-    the export use.
+    the export use, after checking the evaluation datasets
+    (:func:`~yolox_d2.engine.startup_checks.check_evaluation_datasets`).
 
     Args:
         cfg: the LazyConfig.
@@ -258,6 +297,7 @@ def do_eval_only(cfg) -> Dict[str, Any]:
         The results of :func:`do_test`.
     """
     model = build_inference_model(cfg, device=cfg.train.device, fuse=False)
+    check_evaluation_datasets(cfg, model)
     return do_test(cfg, create_ddp_model(model))
 
 

@@ -14,7 +14,9 @@ where to resume from. The trainers here check every iteration, on every rank, an
 * the last checkpoint (``last_checkpoint`` of the checkpointer's directory) to ``--resume``
   from, or that none has been written yet.
 
-Usage (what ``tools/lazyconfig_train_net.py`` does)::
+The mixed-precision trainer with the same guard is :class:`yolox_d2.engine.amp.GuardedAMPTrainer`;
+:func:`yolox_d2.engine.amp.create_guarded_trainer` picks one of the two. Usage (what
+``tools/lazyconfig_train_net.py`` does)::
 
     trainer = create_guarded_trainer(model, train_loader, optimizer, amp=False)
     checkpointer = AtomicDetectionCheckpointer(model, output_dir, trainer=trainer, ema=ema)
@@ -30,7 +32,7 @@ import math
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
-from detectron2.engine import AMPTrainer, SimpleTrainer
+from detectron2.engine import SimpleTrainer
 from detectron2.engine import hooks as d2_hooks
 
 __all__ = [
@@ -39,8 +41,6 @@ __all__ = [
     "check_losses_finite",
     "FiniteLossGuardMixin",
     "GuardedSimpleTrainer",
-    "GuardedAMPTrainer",
-    "create_guarded_trainer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -211,32 +211,3 @@ class FiniteLossGuardMixin:
 
 class GuardedSimpleTrainer(FiniteLossGuardMixin, SimpleTrainer):
     """:class:`~detectron2.engine.SimpleTrainer` with :class:`FiniteLossGuardMixin`."""
-
-
-class GuardedAMPTrainer(FiniteLossGuardMixin, AMPTrainer):
-    """:class:`~detectron2.engine.AMPTrainer` with :class:`FiniteLossGuardMixin`."""
-
-
-def create_guarded_trainer(
-    model: torch.nn.Module,
-    data_loader: Any,
-    optimizer: torch.optim.Optimizer,
-    *,
-    amp: bool = False,
-    checkpointer: Optional[Any] = None,
-    **kwargs: Any,
-) -> SimpleTrainer:
-    """
-    A :class:`GuardedSimpleTrainer` (or :class:`GuardedAMPTrainer` when ``amp``).
-
-    Args:
-        model, data_loader, optimizer: as for Detectron2's trainers.
-        amp: mixed precision (:class:`~detectron2.engine.AMPTrainer`).
-        checkpointer: the checkpointer named in a non-finite loss error (can also be set later
-            as ``trainer.checkpointer``, since it usually needs the trainer itself).
-        kwargs: other arguments of the Detectron2 trainer.
-    """
-    cls = GuardedAMPTrainer if amp else GuardedSimpleTrainer
-    trainer = cls(model, data_loader, optimizer, **kwargs)
-    trainer.checkpointer = checkpointer
-    return trainer

@@ -39,8 +39,8 @@ def epochs_to_fractions(
     """The phases of a schedule written in epochs as fractions of the whole training.
 
     The one conversion of the official epoch counts to :class:`YOLOXWarmCosineParamScheduler`'s
-    arguments (used by :meth:`YOLOXWarmCosineParamScheduler.from_epochs` and by the configs'
-    ``yolox_schedule``).
+    arguments (used by :meth:`YOLOXWarmCosineParamScheduler.from_epochs` and by
+    :func:`~yolox_d2.solver.resolve_schedule`).
 
     Args:
         total_epochs: total number of training epochs (official ``max_epoch``, 300).
@@ -90,9 +90,15 @@ class YOLOXWarmCosineParamScheduler(ParamScheduler):
                 ``warmup_lr / basic_lr``; 0 in the official recipe).
 
         Raises:
-            ValueError: if a fraction is negative, if the warm-up and the tail leave no room for
+            ValueError: if a fraction is None (not resolved) or negative, if the warm-up and the tail leave no room for
                 the cosine phase, or if a ratio is negative.
         """
+        for name, value in (("warmup_fraction", warmup_fraction), ("no_aug_fraction", no_aug_fraction)):
+            if value is None:
+                raise ValueError(
+                    f"{name} is None: it is resolved from train.schedule at start-up "
+                    "(yolox_d2.solver.resolve_schedule); set it to build the scheduler alone"
+                )
         for name, value in (
             ("warmup_fraction", warmup_fraction),
             ("no_aug_fraction", no_aug_fraction),

@@ -322,6 +322,11 @@ class YOLOX(DenseDetector):
 
     # ------------------------------------------------------------------ training
     def forward_training(self, images, features, predictions, gt_instances):
+        # SimOTA and the losses in float32 (float32 copies below), also under mixed-precision autocast
+        with torch.autocast(self.device.type, enabled=False):
+            return self._float32_losses(images, features, predictions, gt_instances)
+
+    def _float32_losses(self, images, features, predictions, gt_instances):
         cls_logits, box_reg, obj_logits = self.flatten_predictions(predictions)
         cls_logits, box_reg, obj_logits = cls_logits.float(), box_reg.float(), obj_logits.float()
         grid, strides = self.anchor_grid(features)
