@@ -29,8 +29,8 @@ call is copied wherever the name is needed (nothing interpolates into
   changes its length in epochs.
 - From scratch by default; to fine-tune official weights, convert them
   (``tools/convert_yolox_weights.py``) and set ``train.init_checkpoint=yolox_s_d2.pth``: the
-  classification layers, whose shape differs, are left at their initial values (Detectron2's
-  checkpointer skips them with a warning).
+  class-prediction tensors, whose shape differs, are re-initialised, with one log line naming
+  them (``yolox_d2.checkpoint.AtomicDetectionCheckpointer``).
 - ``train.device=cpu`` to train without a GPU (slow: see ``configs/deepforest/`` for a
   CPU-sized YOLOX-Nano setting).
 """
