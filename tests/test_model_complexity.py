@@ -15,6 +15,8 @@ REFERENCE = {
     "l": (54.2, 155.6, 640),
     "x": (99.1, 281.9, 640),
     "darknet53": (63.7, 185.3, 640),
+    # end-to-end (NMS-free) Darknet53: the YOLOX paper's Table 2, "+NMS free (optional)"
+    "darknet53_e2e": (67.27, 205.1, 640),
 }
 
 

@@ -23,6 +23,18 @@ Graph outputs, by ``output``:
   score_thresh``, per-image per-class NMS (or class-agnostic), at most ``max_detections``
   rows per image: the same detections as :meth:`YOLOX.forward_inference`.
 
+End-to-end (NMS-free) models (``YOLOX(end_to_end=True)``, :mod:`yolox_d2.modeling.pss`): the
+PSS probability is folded into the objectness, so every layout keeps its meaning and
+``score = objectness x best class probability`` stays the detection score:
+
+* ``"raw"``: one more channel, the PSS logit, last: (N, A, 6 + C) ``[..., C class logits,
+  pss logit]`` (per level (N, 6 + C, H_l, W_l));
+* ``"decoded"``: same (N, A, 5 + C) layout, the objectness column holds ``objectness x pss``
+  probability; threshold and top-k need no NMS
+  (``detections_from_predictions(..., apply_nms=False)``);
+* ``"nms"``: the model's own post-processing, i.e. no NMS for an end-to-end model (unless
+  its ``test_nms`` is on): threshold and per-image cap only.
+
 Anchors ``A = sum_l H_l W_l`` are ordered by level (stride 8, 16, 32) then row-major; anchor
 ``i`` of a level with width ``W_l`` and stride ``s`` sits at grid cell ``(x, y) = (i % W_l, i
 // W_l)`` and decodes as ``center = (dx + x, dy + y) * s``, ``size = exp(log wh) * s``.
@@ -38,7 +50,7 @@ from torch import Tensor, nn
 
 from ..modeling import YOLOX
 from ..modeling.box_ops import cxcywh_to_xyxy, xyxy_to_cxcywh
-from ..modeling.postprocessing import detection_scores
+from ..modeling.postprocessing import detection_scores, detections_table, no_nms, select_detections
 from .nms import batched_detections
 
 __all__ = [
@@ -74,6 +86,7 @@ def detections_from_predictions(
     nms_thresh: float,
     max_detections: int,
     class_agnostic: bool = False,
+    apply_nms: bool = True,
 ) -> Tensor:
     """
     The ``"nms"`` post-processing applied to the output of a ``"decoded"`` export (e.g. one
@@ -84,6 +97,7 @@ def detections_from_predictions(
         box_format: ``"xyxy"`` or ``"cxcywh"``, the format the predictions were exported with.
         score_thresh, nms_thresh, max_detections, class_agnostic: see
             :func:`yolox_d2.export.batched_detections`.
+        apply_nms: False for an end-to-end model: threshold and cap only.
 
     Returns:
         (K, 7) ``[batch_index, x1, y1, x2, y2, score, class]``.
@@ -95,7 +109,7 @@ def detections_from_predictions(
     if box_format == "cxcywh":
         boxes = cxcywh_to_xyxy(boxes)
     scores, classes = detection_scores(predictions[..., 4], predictions[..., 5:])
-    return batched_detections(
+    return _detections(
         boxes,
         scores,
         classes,
@@ -104,7 +118,16 @@ def detections_from_predictions(
         nms_thresh=nms_thresh,
         max_detections=max_detections,
         class_agnostic=class_agnostic,
+        apply_nms=apply_nms,
     )
+
+
+def _detections(boxes, scores, classes, *, apply_nms: bool, **kwargs) -> Tensor:
+    """(K, 7) detections: :func:`batched_detections`, or without NMS (end-to-end models)."""
+    if apply_nms:
+        return batched_detections(boxes, scores, classes, **kwargs)
+    batch, anchor = select_detections(boxes, scores, classes, nms=no_nms, **kwargs)
+    return detections_table(boxes, scores, classes, batch, anchor)
 
 
 def decode_raw_predictions(model: YOLOX, raw: Tensor, input_size: Tuple[int, int]) -> Tensor:
@@ -114,11 +137,13 @@ def decode_raw_predictions(model: YOLOX, raw: Tensor, input_size: Tuple[int, int
 
     Args:
         model: the YOLOX the graph was exported from (for its strides).
-        raw: (N, A, 5 + C) ``[dx, dy, log w, log h, objectness logit, class logits]``.
+        raw: (N, A, 5 + C) ``[dx, dy, log w, log h, objectness logit, class logits]``; for an
+            end-to-end model (N, A, 6 + C), the PSS logit last.
         input_size: ``(H, W)`` of the graph input the predictions are for.
 
     Returns:
-        (N, A, 5 + C) ``[x1, y1, x2, y2, objectness, class probabilities]``.
+        (N, A, 5 + C) ``[x1, y1, x2, y2, objectness, class probabilities]`` (objectness x pss
+        for an end-to-end model).
     """
     h, w = int(input_size[0]), int(input_size[1])
     # Only the shapes of the feature maps matter to the anchor grid.
@@ -127,6 +152,9 @@ def decode_raw_predictions(model: YOLOX, raw: Tensor, input_size: Tuple[int, int
     if grid.shape[0] != raw.shape[1]:
         raise ValueError(f"{raw.shape[1]} raw predictions, but a {h}x{w} input gives {grid.shape[0]} anchors")
     boxes = model.decode_boxes(raw[..., :4], grid, strides)
+    if model.end_to_end:
+        obj = raw[..., 4:5].sigmoid() * raw[..., -1:].sigmoid()
+        return torch.cat((boxes, obj, raw[..., 5:-1].sigmoid()), dim=-1)
     return torch.cat((boxes, raw[..., 4:].sigmoid()), dim=-1)
 
 
@@ -166,7 +194,8 @@ class YOLOXExportWrapper(nn.Module):
             score_thresh, nms_thresh, max_detections, class_agnostic: for ``"nms"``; default
                 the model's ``test_score_thresh``, ``test_nms_thresh``,
                 ``max_detections_per_image`` and ``test_class_agnostic_nms``. They are
-                constants of the exported graph.
+                constants of the exported graph. NMS itself is applied when the model's
+                ``test_nms`` is on (not for an end-to-end model, by default).
         """
         super().__init__()
         if not isinstance(model, YOLOX):
@@ -209,20 +238,26 @@ class YOLOXExportWrapper(nn.Module):
     def describe(self) -> str:
         """A one-line description of the outputs (logged by the exporters)."""
         c = self.num_classes
+        e2e = self.model.end_to_end
         if self.output == "nms":
+            nms = (
+                f"NMS IoU {self.nms_thresh}{' class-agnostic' if self.class_agnostic else ''}"
+                if self.model.test_nms
+                else "no NMS (end-to-end)"
+            )
             return (
                 "detections (K, 7) [batch_index, x1, y1, x2, y2, score, class], "
-                f"score >= {self.score_thresh}, NMS IoU {self.nms_thresh}"
-                f"{' class-agnostic' if self.class_agnostic else ''}, "
-                f"<= {self.max_detections} per image"
+                f"score >= {self.score_thresh}, {nms}, <= {self.max_detections} per image"
             )
         if self.output == "decoded":
             box = "x1, y1, x2, y2" if self.box_format == "xyxy" else "cx, cy, w, h"
-            return f"predictions (N, A, {5 + c}) [{box}, objectness, {c} class probabilities]"
-        channels = f"dx, dy, log w, log h, objectness logit, {c} class logits"
+            obj = "objectness x pss" if e2e else "objectness"
+            return f"predictions (N, A, {5 + c}) [{box}, {obj}, {c} class probabilities]"
+        channels = f"dx, dy, log w, log h, objectness logit, {c} class logits" + (", pss logit" if e2e else "")
+        k = 5 + c + int(e2e)
         if self.raw_layout == "levels":
-            return ", ".join(f"{n} (N, {5 + c}, H, W)" for n in self.output_names) + f" [{channels}]"
-        return f"predictions (N, A, {5 + c}) [{channels}]"
+            return ", ".join(f"{n} (N, {k}, H, W)" for n in self.output_names) + f" [{channels}]"
+        return f"predictions (N, A, {k}) [{channels}]"
 
     def check_input(self, images: Tensor) -> None:
         """Raise a ValueError naming the problem when ``images`` is not a valid graph input."""
@@ -249,17 +284,22 @@ class YOLOXExportWrapper(nn.Module):
         if not torch.jit.is_tracing():
             self.check_input(images)
         model = self.model
-        features, (cls_logits, box_regs, obj_logits) = model.run_network(model.normalize_images(images))
+        features, predictions = model.run_network(model.normalize_images(images))
 
         if self.output == "raw" and self.raw_layout == "levels":
-            return tuple(torch.cat((r, o, c), dim=1) for c, r, o in zip(cls_logits, box_regs, obj_logits))
-        cls_flat, reg_flat, obj_flat = model.flatten_predictions((cls_logits, box_regs, obj_logits))
+            # channels [box, obj, classes(, pss)]: the head's lists reordered, level by level
+            order = (1, 2, 0) + ((3,) if model.end_to_end else ())
+            return tuple(torch.cat([predictions[i][level] for i in order], dim=1) for level in range(len(features)))
+        cls_flat, reg_flat, obj_flat = model.flatten_predictions(predictions)
         if self.output == "raw":
-            return torch.cat((reg_flat, obj_flat.unsqueeze(-1), cls_flat), dim=-1)
+            raw = [reg_flat, obj_flat.unsqueeze(-1), cls_flat]
+            if model.end_to_end:
+                raw.append(model.flatten_pss_logits(predictions).unsqueeze(-1))
+            return torch.cat(raw, dim=-1)
 
         grid, strides = model.anchor_grid(features)  # not cached while tracing
         boxes = model.decode_boxes(reg_flat, grid, strides)
-        obj_prob = obj_flat.sigmoid()
+        obj_prob = model.objectness_probabilities(predictions)
         cls_prob = cls_flat.sigmoid()
         if self.output == "decoded":
             if self.box_format == "cxcywh":
@@ -267,7 +307,7 @@ class YOLOXExportWrapper(nn.Module):
             return torch.cat((boxes, obj_prob.unsqueeze(-1), cls_prob), dim=-1)
 
         scores, classes = detection_scores(obj_prob, cls_prob)
-        return batched_detections(
+        return _detections(
             boxes,
             scores,
             classes,
@@ -276,4 +316,5 @@ class YOLOXExportWrapper(nn.Module):
             nms_thresh=self.nms_thresh,
             max_detections=self.max_detections,
             class_agnostic=self.class_agnostic,
+            apply_nms=self.model.test_nms,
         )

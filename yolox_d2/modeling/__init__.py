@@ -9,7 +9,8 @@ from .backbone import (
     build_yolox_pafpn_backbone,
     build_yolox_yolofpn_backbone,
 )
-from .meta_arch import YOLOX, YOLOXHead
-from .simota import SimOTAAssignment, SimOTAMatcher
+from .center_matcher import CenterMatcher
+from .meta_arch import YOLOX, CoupledHead, YOLOXHead
+from .simota import OneToOneMatcher, SimOTAAssignment, SimOTAMatcher
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

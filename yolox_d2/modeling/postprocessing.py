@@ -6,7 +6,8 @@ per image, by image and by decreasing score.
 
 Only the NMS operator differs between the two: an :data:`NmsFunction` argument. The eager
 model uses :func:`batched_nms_per_image` (Detectron2 / torchvision ``batched_nms``); the export
-passes traceable ones (exact per-group NMS for TorchScript, ONNX ``NonMaxSuppression``). Every
+passes traceable ones (exact per-group NMS for TorchScript, ONNX ``NonMaxSuppression``);
+end-to-end (NMS-free) models pass :func:`no_nms`, traceable too. Every
 other step is made of operations that trace and export to ONNX with dynamic shapes.
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "detection_scores",
     "detections_table",
     "detections_to_instances",
+    "no_nms",
     "select_detections",
     "stable_argsort",
 ]
@@ -74,6 +76,14 @@ def batched_nms_per_image(
         empty = torch.zeros((0,), dtype=torch.int64, device=boxes.device)
         return empty, empty
     return torch.cat(batches), torch.cat(anchors)
+
+
+def no_nms(
+    boxes: Tensor, scores: Tensor, groups: Tensor, candidate: Tensor, num_groups: int, iou_threshold: float
+) -> Tuple[Tensor, Tensor]:
+    """The :data:`NmsFunction` of NMS-free detectors: every candidate is kept, in anchor order."""
+    batch, anchor = torch.where(candidate)
+    return batch, anchor
 
 
 def select_detections(

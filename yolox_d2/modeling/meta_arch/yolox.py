@@ -1,29 +1,28 @@
-"""The YOLOX meta-architecture: anchor-free dense detector with SimOTA label assignment."""
-import logging
+"""The YOLOX meta-architecture: anchor-free dense detector with SimOTA label assignment, and
+optionally end-to-end (NMS-free) with a positive sample selector (:mod:`..pss`)."""
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
-from torch.nn.utils.rnn import pad_sequence
 
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
 from detectron2.modeling.postprocessing import detector_postprocess
-from detectron2.structures import Boxes, ImageList, Instances
-from detectron2.utils import comm
+from detectron2.structures import ImageList, Instances
 
 from ...layers import ConvBNAct
 from .. import anchors
 from ..losses import yolox_losses
-from ..postprocessing import detection_scores, detections_to_instances, select_detections
-from ..simota import SimOTAMatcher
+from ..postprocessing import (
+    batched_nms_per_image, detection_scores, detections_to_instances, no_nms, select_detections
+)
+from ..pss import end_to_end_objectness_logits, pss_loss
+from ..simota import OneToOneMatcher, SimOTAMatcher
+from .training_batch import average_over_workers, check_gt_classes, pad_ground_truths, resize_training_batch
 from .yolox_head import YOLOXHead
 
 __all__ = ["YOLOX"]
-
-logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
@@ -31,7 +30,10 @@ class YOLOX(DenseDetector):
     """
     YOLOX (:paper:`yolox`): a decoupled head over a feature pyramid, one prediction per
     location, SimOTA label assignment in training and ``objectness x class`` scores with
-    class-aware NMS in inference.
+    class-aware NMS in inference. With ``end_to_end=True`` (the paper's "NMS free" step) a
+    positive sample selector branch of the head is trained with a one-to-one assignment and
+    a stop-gradient, and inference ranks by ``objectness x class x pss`` without NMS
+    (:mod:`yolox_d2.modeling.pss` documents the design).
 
     Inputs follow Detectron2 (``list[dict]`` with ``"image"`` (C, H, W) in ``input_format``,
     ``"instances"`` in training, optional ``"height"``/``"width"``); inference returns
@@ -60,6 +62,10 @@ class YOLOX(DenseDetector):
         iou_loss_type: str = "iou",
         box_loss_weight: float = 5.0,
         channels_last: bool = True,
+        end_to_end: bool = False,
+        one_to_one_matcher: Optional[OneToOneMatcher] = None,
+        pss_loss_weight: float = 1.0,
+        test_nms: Optional[bool] = None,
     ):
         """
         Args:
@@ -69,7 +75,8 @@ class YOLOX(DenseDetector):
             head_in_features: backbone outputs fed to the head, fine to coarse; default all,
                 sorted by stride.
             num_classes: number of foreground classes (must equal the head's).
-            matcher: label assigner; default ``SimOTAMatcher()`` (the 2021 rule).
+            matcher: label assigner; default ``SimOTAMatcher()`` (the 2021 rule). Any callable
+                with its signature and result (e.g. :class:`yolox_d2.modeling.CenterMatcher`).
             pixel_mean, pixel_std: per-channel normalisation in ``input_format`` order. YOLOX
                 weights use raw 0-255 BGR (mean 0, std 1); ImageNet backbones need their own.
             input_format: channel order of ``"image"`` (used for visualisation).
@@ -90,6 +97,13 @@ class YOLOX(DenseDetector):
                 channels-last (NHWC) memory format. Same arithmetic, faster convolutions on
                 oneDNN (CPU) and cuDNN; on a 2-core CPU it cuts YOLOX-S inference by about a
                 third and a training step by about a quarter (``bench/bench_forward.py``).
+            end_to_end: NMS-free YOLOX: needs a head built with ``end_to_end=True`` (its PSS
+                branch); adds ``loss_pss`` in training and the PSS probability to the score.
+            one_to_one_matcher: the one-to-one assignment of the PSS targets (end-to-end only);
+                default ``OneToOneMatcher()`` (the 2021 SimOTA rule, as the default matcher).
+            pss_loss_weight: weight of ``loss_pss`` (end-to-end only; see :mod:`..pss`).
+            test_nms: apply NMS at inference; default (None) for plain models, not for
+                end-to-end ones.
         """
         super().__init__(
             backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std
@@ -108,6 +122,15 @@ class YOLOX(DenseDetector):
             raise ValueError(f"YOLOX num_classes={num_classes} but the head has {head_classes}")
         self.num_classes = num_classes
         self.matcher = matcher if matcher is not None else SimOTAMatcher()
+        self.end_to_end = bool(end_to_end)
+        if bool(getattr(head, "end_to_end", False)) != self.end_to_end:
+            raise ValueError(
+                f"YOLOX end_to_end={self.end_to_end} but its head has "
+                f"end_to_end={getattr(head, 'end_to_end', False)}: set both (the head holds the PSS branch)"
+            )
+        self.one_to_one_matcher = one_to_one_matcher if one_to_one_matcher is not None else OneToOneMatcher()
+        self.pss_loss_weight = float(pss_loss_weight)
+        self.test_nms = (not self.end_to_end) if test_nms is None else bool(test_nms)
         self.input_format = input_format
         self.pad_value = float(pad_value)
         self.test_square_size = int(test_square_size)
@@ -184,8 +207,9 @@ class YOLOX(DenseDetector):
             if any("instances" not in x for x in batched_inputs):
                 raise ValueError("YOLOX training needs 'instances' in every input dict")
             gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-            self._check_gt_classes(batched_inputs, gt_instances)
-            images, gt_instances = self._apply_train_size(images, gt_instances)
+            check_gt_classes(batched_inputs, gt_instances, self.num_classes)
+            if self.train_size is not None:
+                images, gt_instances = resize_training_batch(images, gt_instances, self.train_size)
 
         features, predictions = self.run_network(images.tensor)
 
@@ -208,30 +232,14 @@ class YOLOX(DenseDetector):
 
         Returns:
             The head's input features (fine to coarse) and its outputs: per-level lists of
-            class logits, box regression and objectness logits (see :class:`YOLOXHead`).
+            class logits, box regression and objectness logits (see :class:`YOLOXHead`), and
+            of PSS logits for an end-to-end model.
         """
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         features = self.backbone(x)
         features = [features[f] for f in self.head_in_features]
         return features, self.head(features)
-
-    def _check_gt_classes(self, batched_inputs: List[Dict], gt_instances: List[Instances]) -> None:
-        """Raise a clear error (file, image_id) for class ids outside ``[0, num_classes)``."""
-        classes = [x.gt_classes for x in gt_instances]
-        if not any(len(c) for c in classes):
-            return
-        bad = [(c < 0) | (c >= self.num_classes) for c in classes]
-        if not bool(torch.cat(bad).any()):
-            return
-        for x, c, b in zip(batched_inputs, classes, bad):
-            if bool(b.any()):
-                raise ValueError(
-                    f"Training image {x.get('file_name')!r} (image_id={x.get('image_id')!r}) has "
-                    f"class ids {sorted(set(c[b].tolist()))} outside [0, {self.num_classes}) "
-                    f"(model num_classes={self.num_classes}); check the dataset's thing_classes "
-                    "against model.num_classes"
-                )
 
     def preprocess_image(self, batched_inputs: List[Dict[str, Tensor]]) -> ImageList:
         """
@@ -258,24 +266,6 @@ class YOLOX(DenseDetector):
             batch[i, :, :h, :w].copy_(im)
         return ImageList(self.normalize_images(batch), image_sizes)
 
-    def _apply_train_size(
-        self, images: ImageList, gt_instances: List[Instances]
-    ) -> Tuple[ImageList, List[Instances]]:
-        """Multi-scale training: bilinear-resize the batch to ``train_size``, boxes alike."""
-        if self.train_size is None or tuple(images.tensor.shape[-2:]) == self.train_size:
-            return images, gt_instances
-        h, w = images.tensor.shape[-2:]
-        new_h, new_w = self.train_size
-        tensor = F.interpolate(images.tensor, size=(new_h, new_w), mode="bilinear", align_corners=False)
-        sy, sx = new_h / h, new_w / w
-        image_sizes = [(round(ih * sy), round(iw * sx)) for ih, iw in images.image_sizes]
-        scaled = []
-        for inst, size in zip(gt_instances, image_sizes):
-            new = Instances(size, **inst.get_fields())
-            new.gt_boxes = Boxes(inst.gt_boxes.tensor * inst.gt_boxes.tensor.new_tensor([sx, sy, sx, sy]))
-            scaled.append(new)
-        return ImageList(tensor, image_sizes), scaled
-
     # ------------------------------------------------------------------ shared pieces
     def normalize_images(self, images: Tensor) -> Tensor:
         """
@@ -291,13 +281,19 @@ class YOLOX(DenseDetector):
         """
         The head's per-level (N, K, H, W) outputs (see :meth:`run_network`) -> (N, A, C) class
         logits, (N, A, 4) box regression and (N, A) objectness logits, anchors in the order of
-        :meth:`anchor_grid`.
+        :meth:`anchor_grid` (PSS logits: :meth:`flatten_pss_logits`).
         """
-        cls_logits, box_regs, obj_logits = predictions
+        cls_logits, box_regs, obj_logits = predictions[:3]
         cls = torch.cat([permute_to_N_HWA_K(x, self.num_classes) for x in cls_logits], dim=1)
         reg = torch.cat([permute_to_N_HWA_K(x, 4) for x in box_regs], dim=1)
         obj = torch.cat([permute_to_N_HWA_K(x, 1) for x in obj_logits], dim=1).squeeze(-1)
         return cls, reg, obj
+
+    def flatten_pss_logits(self, predictions) -> Tensor:
+        """The (N, A) PSS logits of an end-to-end head's outputs, in :meth:`anchor_grid` order."""
+        if len(predictions) < 4:
+            raise ValueError("flatten_pss_logits needs the outputs of an end-to-end head (4 lists)")
+        return torch.cat([permute_to_N_HWA_K(x, 1) for x in predictions[3]], dim=1).squeeze(-1)
 
     def anchor_grid(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
         """
@@ -334,7 +330,7 @@ class YOLOX(DenseDetector):
         pred_boxes = self.decode_boxes(box_reg, grid, strides)
 
         gt_boxes, gt_classes, gt_valid = self.label_inputs(gt_instances)
-        assignment = self.matcher(
+        assignment_inputs = (
             pred_boxes.detach(),
             cls_logits.detach(),
             obj_logits.detach(),
@@ -344,13 +340,8 @@ class YOLOX(DenseDetector):
             gt_classes,
             gt_valid,
         )
-        # Normalise by the number of positives averaged over all workers.
-        num_fg = torch.tensor(float(assignment.num_fg), device=self.device)
-        if comm.get_world_size() > 1:
-            torch.distributed.all_reduce(num_fg)
-            num_fg = num_fg / comm.get_world_size()
-        normalizer = max(float(num_fg), 1.0)
-        return yolox_losses(
+        assignment = self.matcher(*assignment_inputs)
+        losses = yolox_losses(
             cls_logits=cls_logits,
             obj_logits=obj_logits,
             box_preds_xyxy=pred_boxes,
@@ -363,36 +354,40 @@ class YOLOX(DenseDetector):
             use_l1=self.use_l1_loss,
             iou_loss_type=self.iou_loss_type,
             box_weight=self.box_loss_weight,
-            num_fg_normalizer=normalizer,
+            # the number of positives averaged over all workers
+            num_fg_normalizer=average_over_workers(assignment.num_fg, self.device),
         )
+        if self.end_to_end:
+            pss_logits = self.flatten_pss_logits(predictions).float()
+            # the one-to-one cost ranks by the end-to-end score (objectness x pss), see ..pss
+            e2e_obj = end_to_end_objectness_logits(obj_logits, pss_logits)
+            one_to_one = self.one_to_one_matcher(*assignment_inputs[:2], e2e_obj, *assignment_inputs[3:])
+            num_gt = average_over_workers(int(gt_valid.sum()), self.device)
+            loss = pss_loss(pss_logits, cls_logits, obj_logits, one_to_one, gt_classes, normalizer=num_gt)
+            losses["loss_pss"] = self.pss_loss_weight * loss
+        return losses
 
     def label_inputs(self, gt_instances: List[Instances]) -> Tuple[Tensor, Tensor, Tensor]:
         """Pad per-image ground truths to (N, G, 4) boxes, (N, G) classes and (N, G) validity."""
-        boxes = [x.gt_boxes.tensor.float() for x in gt_instances]
-        classes = [x.gt_classes.long() for x in gt_instances]
-        counts = torch.tensor([len(b) for b in boxes], device=self.device)
-        if int(counts.max()) == 0:
-            n = len(boxes)
-            return (
-                torch.zeros((n, 0, 4), device=self.device),
-                torch.zeros((n, 0), dtype=torch.long, device=self.device),
-                torch.zeros((n, 0), dtype=torch.bool, device=self.device),
-            )
-        gt_boxes = pad_sequence(boxes, batch_first=True)
-        gt_classes = pad_sequence(classes, batch_first=True)
-        gt_valid = torch.arange(gt_boxes.shape[1], device=self.device)[None, :] < counts[:, None]
-        return gt_boxes, gt_classes, gt_valid
+        return pad_ground_truths(gt_instances, self.device)
 
     # ------------------------------------------------------------------ inference
+    def objectness_probabilities(self, predictions) -> Tensor:
+        """(N, A) objectness probabilities of the head's outputs, times the PSS probabilities
+        for an end-to-end model: ``score = this x best class probability``."""
+        obj = self.flatten_predictions(predictions)[2].sigmoid()
+        return obj * self.flatten_pss_logits(predictions).sigmoid() if self.end_to_end else obj
+
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions) -> List[Instances]:
         """
-        Decode, score and NMS (:mod:`yolox_d2.modeling.postprocessing`); boxes in the
-        coordinates of the (unpadded) network input.
+        Decode, score, threshold, NMS (unless ``test_nms`` is off, the end-to-end default) and
+        cap (:mod:`yolox_d2.modeling.postprocessing`); boxes in the coordinates of the
+        (unpadded) network input.
         """
-        cls_logits, box_reg, obj_logits = self.flatten_predictions(predictions)
+        cls_logits, box_reg, _ = self.flatten_predictions(predictions)
+        scores, classes = detection_scores(self.objectness_probabilities(predictions), cls_logits.sigmoid())
         grid, strides = self.anchor_grid(features)
         boxes = self.decode_boxes(box_reg, grid, strides)
-        scores, classes = detection_scores(obj_logits.sigmoid(), cls_logits.sigmoid())
         batch, anchor = select_detections(
             boxes,
             scores,
@@ -402,5 +397,6 @@ class YOLOX(DenseDetector):
             nms_thresh=self.test_nms_thresh,
             max_detections=self.max_detections_per_image,
             class_agnostic=self.test_class_agnostic_nms,
+            nms=batched_nms_per_image if self.test_nms else no_nms,
         )
         return detections_to_instances(images.image_sizes, boxes, scores, classes, batch, anchor)

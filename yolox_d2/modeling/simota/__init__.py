@@ -16,9 +16,11 @@ The steps, as in mmdetection's ``SimOTAAssigner``:
    of the pairs that can decide the assignment);
 3. :mod:`.dynamic_k`: dynamic-k matching (ties: lower anchor index first, deterministically);
 
-orchestrated by :class:`SimOTAMatcher` (:mod:`.matcher`).
+orchestrated by :class:`SimOTAMatcher` (:mod:`.matcher`). :class:`OneToOneMatcher`
+(:mod:`.one_to_one`) reuses steps 1-2 for the one positive per object of end-to-end YOLOX.
 """
 
-from .matcher import SimOTAAssignment, SimOTAMatcher
+from .matcher import SIMOTA_RULES, SimOTAAssignment, SimOTAMatcher, SimOTARule
+from .one_to_one import OneToOneMatcher
 
-__all__ = ["SimOTAAssignment", "SimOTAMatcher"]
+__all__ = ["OneToOneMatcher", "SIMOTA_RULES", "SimOTAAssignment", "SimOTAMatcher", "SimOTARule"]

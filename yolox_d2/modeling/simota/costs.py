@@ -157,6 +157,15 @@ class PairCosts:
         del cls_lo
         return cost_lo, self.total(cls_hi, self.iou_cost, self.penalty)
 
+    def estimate(self) -> Tensor:
+        """
+        (n, G, N) the cost of every pair with the classification term estimated by
+        :func:`class_cost_bounds` (within its half-width of the official float32 value):
+        enough where no float32 parity is at stake (the one-to-one assignment).
+        """
+        est, _ = class_cost_bounds(self.cls_prob, self.gt_classes)
+        return self.total(est, self.iou_cost, self.penalty)
+
     def exact(self, images: Tensor, gts: Tensor, columns: Tensor, max_block_elements: int) -> Tensor:
         """(P,) official cost of the pairs ``(images[i], gts[i], columns[i])``."""
         cls_cost = exact_class_cost(

@@ -13,19 +13,35 @@ from .candidates import CandidateColumns, candidate_geometry, gather_candidates,
 from .costs import PairCosts, candidate_ious, pair_costs
 from .dynamic_k import dynamic_k, k_lowest_pairs, one_gt_per_column, pairs_that_can_match
 
-__all__ = ["SimOTAAssignment", "SimOTAMatcher"]
+__all__ = ["SIMOTA_RULES", "SimOTAAssignment", "SimOTAMatcher", "SimOTARule"]
 
 logger = logging.getLogger(__name__)
 
-# rule -> (default centre radius, candidates are "in box OR in centre", penalty for pairs that
-# fail the geometry prior)
-_RULES = {
+
+@dataclass(frozen=True)
+class SimOTARule:
+    """
+    The geometry of a SimOTA rule.
+
+    Attributes:
+        center_radius: default half-size of the centre region, in strides.
+        union_with_boxes: candidates are "in box OR in centre region" (else centre region only).
+        penalty: cost added to the (gt, prediction) pairs that fail the geometry prior.
+    """
+
+    center_radius: float
+    union_with_boxes: bool
+    penalty: float
+
+
+#: The SimOTA rules by name (see :class:`SimOTAMatcher`).
+SIMOTA_RULES = {
     # 2021 rule (released weights, mmdetection): radius 2.5 strides; candidates = in box OR in
     # centre region of any gt; +1e5 for (gt, prediction) pairs that are not in box AND in centre.
-    "legacy": (2.5, True, 100000.0),
+    "legacy": SimOTARule(2.5, True, 100000.0),
     # Official code after January 2023: radius 1.5; candidates = in centre region only;
     # +1e6 for pairs outside the centre region.
-    "2023": (1.5, False, 1e6),
+    "2023": SimOTARule(1.5, False, 1e6),
 }
 
 
@@ -105,11 +121,11 @@ class SimOTAMatcher:
         candidate_topk: int = 10,
         max_chunk_elements: int = 2**27,
     ) -> None:
-        if rule not in _RULES:
-            raise ValueError(f"rule must be one of {sorted(_RULES)}, got {rule!r}")
-        default_radius, union_candidates, penalty = _RULES[rule]
+        if rule not in SIMOTA_RULES:
+            raise ValueError(f"rule must be one of {sorted(SIMOTA_RULES)}, got {rule!r}")
+        geometry = SIMOTA_RULES[rule]
         if center_radius is None:
-            center_radius = default_radius
+            center_radius = geometry.center_radius
         if not (center_radius > 0 and math.isfinite(center_radius)):
             raise ValueError(f"center_radius must be a positive finite number, got {center_radius}")
         if not (math.isfinite(cls_weight) and math.isfinite(iou_weight)):
@@ -124,8 +140,8 @@ class SimOTAMatcher:
         self.iou_weight = float(iou_weight)
         self.candidate_topk = int(candidate_topk)
         self.max_chunk_elements = int(max_chunk_elements)
-        self._union_candidates = union_candidates
-        self._penalty = penalty
+        self._union_candidates = geometry.union_with_boxes
+        self._penalty = geometry.penalty
 
     def __repr__(self) -> str:
         return (
