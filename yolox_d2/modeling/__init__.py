@@ -11,5 +11,6 @@ from .backbone import (
 )
 from .meta_arch import YOLOX, YOLOXHead
 from .simota import SimOTAAssignment, SimOTAMatcher
+from .test_time_augmentation import YOLOXWithTTA
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]
