@@ -13,7 +13,9 @@ already written in this run gets a ``_1``, ``_2``... suffix. Class names come fr
 of ``--dataset`` or else of ``dataloader.test.dataset``. Folders and videos show a progress bar.
 An unreadable input is reported by name and skipped; the exit status is 1 if any input
 failed, 2 if there was nothing to do. Config overrides go last: ``--opts key=value ...`` (e.g.
-``train.device=cpu``). The work is done by :func:`yolox_d2.engine.demo.run_demo`.
+``train.device=cpu``). Images much larger than the network input: ``--slice 416 --overlap 0.2``
+runs overlapping 416 px tiles and merges their detections (``--slice-whole-image`` adds one
+pass over the whole image). The work is done by :func:`yolox_d2.engine.demo.run_demo`.
 """
 
 import argparse
@@ -38,6 +40,9 @@ def get_parser() -> argparse.ArgumentParser:
         "--confidence-threshold", type=float, default=0.3, help="minimum score to draw (default 0.3)"
     )
     p.add_argument("--device", default=None, help="cpu / cuda (default: the config's train.device)")
+    p.add_argument("--slice", type=int, default=0, metavar="SIZE", help="sliced inference on SIZE px tiles")
+    p.add_argument("--overlap", type=float, default=0.2, help="with --slice: tile overlap, a fraction (0.2)")
+    p.add_argument("--slice-whole-image", action="store_true", help="with --slice: add a whole-image pass")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")
     return p
 
@@ -49,6 +54,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
     if args.input and args.dataset:
         parser.error("give either --input or --dataset, not both")
+    if args.slice < 0 or not 0.0 <= args.overlap < 1.0:
+        parser.error(f"--slice must be >= 0 and --overlap in [0, 1), got {args.slice} and {args.overlap}")
     cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
     return run_demo(
         cfg,
@@ -58,6 +65,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         max_images=args.max_images,
         threshold=args.confidence_threshold,
         device=args.device,
+        slice_size=args.slice,
+        slice_overlap=args.overlap,
+        slice_whole_image=args.slice_whole_image,
     )
 
 

@@ -24,11 +24,13 @@ from .ema import EMAHook, ModelEMA, apply_ema, ema_eval_function, save_ema_weigh
 from .mode_switch import YOLOXModeSwitchHook
 from .multiscale import MultiScaleHook, multiscale_sizes
 from .predictor import YOLOXPredictor
+from .sliced_inference import SlicedDetector
 
 __all__ = [
     "EMAHook",
     "ModelEMA",
     "MultiScaleHook",
+    "SlicedDetector",
     "SyncBNStatsHook",
     "YOLOXModeSwitchHook",
     "YOLOXPredictor",

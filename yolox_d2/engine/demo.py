@@ -252,6 +252,9 @@ def run_demo(
     max_images: int = 0,
     threshold: float = 0.3,
     device: Optional[str] = None,
+    slice_size: int = 0,
+    slice_overlap: float = 0.2,
+    slice_whole_image: bool = False,
 ) -> int:
     """Build the :class:`~yolox_d2.engine.YOLOXPredictor` of ``cfg`` and draw its detections on
     ``inputs`` or on the images of ``dataset`` (:func:`run_on_files`).
@@ -265,6 +268,9 @@ def run_demo(
         max_images: with ``dataset``, at most this many images (0: all).
         threshold: minimum score of a drawn detection, in [0, 1].
         device: where to run; default ``cfg.train.device``.
+        slice_size: if > 0, sliced inference on tiles of this many pixels (see the predictor).
+        slice_overlap: with slicing, the overlap of neighbouring tiles (fraction of a tile).
+        slice_whole_image: with slicing, also one pass over the whole image.
 
     Returns:
         The exit status of ``tools/demo.py``: 0 when every output was written, 1 when some input
@@ -283,7 +289,13 @@ def run_demo(
         return 2
     os.makedirs(output_dir, exist_ok=True)
     try:
-        predictor = YOLOXPredictor(cfg, device=device)
+        predictor = YOLOXPredictor(
+            cfg,
+            device=device,
+            slice_size=slice_size,
+            slice_overlap=slice_overlap,
+            slice_whole_image=slice_whole_image,
+        )
     except FileNotFoundError as e:
         logger.error("%s", e)
         return 2

@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -13,10 +14,18 @@ from detectron2.config import instantiate
 from detectron2.data import Metadata, MetadataCatalog
 
 from ..data.transforms import letterbox_chw, to_hw
+from ..modeling.test_time_augmentation import TTA_OPTIONS, YOLOXWithTTA
 from ..utils.file_io import is_local_path, local_path
 from .ema import ModelEMA
+from .sliced_inference import SlicedDetector
 
-__all__ = ["YOLOXPredictor", "build_inference_model", "resolve_device", "inference_image_size"]
+__all__ = [
+    "YOLOXPredictor",
+    "build_inference_model",
+    "resolve_device",
+    "inference_image_size",
+    "wrap_test_time_augmentation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +44,54 @@ def resolve_device(device: Optional[str], cfg=None) -> str:
     return device
 
 
+def wrap_test_time_augmentation(model: nn.Module, options) -> nn.Module:
+    """
+    ``model`` wrapped in :class:`~yolox_d2.modeling.test_time_augmentation.YOLOXWithTTA` when
+    ``options.enabled``, else ``model`` itself.
+
+    Args:
+        model: the detector, in eval mode.
+        options: a mapping (a config node) with ``enabled`` and any of
+            :data:`~yolox_d2.modeling.test_time_augmentation.TTA_OPTIONS` (the wrapper's
+            arguments), or None.
+
+    Raises:
+        ValueError: ``options`` has a key that is neither ``enabled`` nor a wrapper argument.
+    """
+    if not options:
+        return model
+    options = OmegaConf.to_container(options, resolve=True) if OmegaConf.is_config(options) else dict(options)
+    unknown = sorted(set(options) - set(TTA_OPTIONS) - {"enabled"})
+    if unknown:
+        raise ValueError(
+            f"Unknown test_time_augmentation option(s) {unknown}; the options are {['enabled', *TTA_OPTIONS]}"
+        )
+    if not options.pop("enabled", False):
+        return model
+    wrapped = YOLOXWithTTA(model, **options).eval()
+    logger.info(
+        "Test-time augmentation: scales %s, flip %s, merge %s (%d passes per image)",
+        list(wrapped.scales) or "as given",
+        wrapped.flip,
+        wrapped.merge,
+        wrapped.num_passes,
+    )
+    return wrapped
+
+
 def build_inference_model(cfg, device: Optional[str] = None, fuse: bool = True) -> nn.Module:
     """
     Instantiate ``cfg.model``, load ``cfg.train.init_checkpoint`` (its EMA weights when the
     checkpoint has them, i.e. an ``"ema"`` entry with ``updates > 0``), and return the model in
-    eval mode, BatchNorm folded into the convolutions when ``fuse``.
+    eval mode, BatchNorm folded into the convolutions when ``fuse``. When the config has a
+    ``test_time_augmentation`` node with ``enabled=True``, the model comes wrapped in
+    :class:`~yolox_d2.modeling.test_time_augmentation.YOLOXWithTTA` with the node's other keys
+    as arguments (:func:`wrap_test_time_augmentation`); ``--eval-only`` evaluates it, e.g.
+    ``test_time_augmentation.enabled=True "test_time_augmentation.scales=[320,416,512]"``.
 
     Args:
         cfg: a LazyConfig with ``model`` and (optionally) ``train.init_checkpoint`` /
-            ``train.device``.
+            ``train.device`` / ``test_time_augmentation``.
         device: where to put the model (see :func:`resolve_device`).
         fuse: call ``model.fuse()`` (same outputs up to float rounding, faster).
 
@@ -67,7 +115,7 @@ def build_inference_model(cfg, device: Optional[str] = None, fuse: bool = True) 
         logger.warning("cfg.train.init_checkpoint is empty: the model has random weights")
     if fuse and hasattr(model, "fuse"):
         model.fuse()
-    return model
+    return wrap_test_time_augmentation(model, cfg.get("test_time_augmentation", None))
 
 
 def inference_image_size(cfg, default: Tuple[int, int] = (640, 640)) -> Tuple[int, int]:
@@ -103,21 +151,43 @@ class YOLOXPredictor:
     :class:`yolox_d2.data.YOLOXTestMapper`); the result is what the model returns for that
     input, in the original image's coordinates. ``metadata`` is the Detectron2 metadata of
     ``cfg.dataloader.test.dataset`` (class names), or None.
+
+    With ``slice_size > 0`` an image is instead cut into overlapping ``slice_size`` tiles, each
+    letterboxed to the same network input size, and the detections of the tiles are merged
+    (:class:`~yolox_d2.engine.sliced_inference.SlicedDetector`): for images much larger than
+    the network input.
     """
 
-    def __init__(self, cfg, device: Optional[str] = None, fuse: bool = True):
+    def __init__(
+        self,
+        cfg,
+        device: Optional[str] = None,
+        fuse: bool = True,
+        slice_size: int = 0,
+        slice_overlap: float = 0.2,
+        slice_whole_image: bool = False,
+    ):
         """
         Args:
             cfg: a LazyConfig with ``model``, ``train.init_checkpoint`` and (optionally)
-                ``dataloader.test`` (its mapper's ``image_size`` and dataset metadata).
+                ``dataloader.test`` (its mapper's ``image_size`` and dataset metadata) and
+                ``test_time_augmentation`` (see :func:`build_inference_model`).
             device: where to run; default ``cfg.train.device`` ("cuda" falls back to "cpu"
                 when no GPU is present).
             fuse: fold BatchNorm into the convolutions (faster, same outputs).
+            slice_size: if > 0, sliced inference on tiles of this many pixels.
+            slice_overlap: overlap of neighbouring tiles, a fraction of ``slice_size`` in [0, 1).
+            slice_whole_image: with slicing, also run once on the whole image and merge it in.
         """
         self.device = resolve_device(device, cfg)
         self.model = build_inference_model(cfg, self.device, fuse=fuse)
         self.image_size = inference_image_size(cfg)
         self.metadata = _test_metadata(cfg)
+        self.sliced: Optional[SlicedDetector] = None
+        if slice_size > 0:
+            self.sliced = SlicedDetector(
+                self.model, self.image_size, slice_size, slice_overlap, whole_image=slice_whole_image
+            )
 
     @torch.no_grad()
     def __call__(self, image_bgr: np.ndarray) -> Dict[str, Any]:
@@ -133,6 +203,8 @@ class YOLOXPredictor:
                 "YOLOXPredictor expects an (H, W, 3) BGR numpy image, got "
                 f"{type(image_bgr).__name__} {getattr(image_bgr, 'shape', '')}"
             )
+        if self.sliced is not None:
+            return self.sliced(image_bgr)
         height, width = image_bgr.shape[:2]
         chw, _ = letterbox_chw(image_bgr, self.image_size)
         tensor = torch.from_numpy(chw)

@@ -12,5 +12,6 @@ from .backbone import (
 from .center_matcher import CenterMatcher
 from .meta_arch import YOLOX, CoupledHead, YOLOXHead
 from .simota import OneToOneMatcher, SimOTAAssignment, SimOTAMatcher
+from .test_time_augmentation import YOLOXWithTTA
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]
