@@ -37,6 +37,8 @@ BENCHMARKS: Dict[str, Tuple[str, bool, Optional[List[str]]]] = {
     "train_step": ("bench_train_step.py", True, ["--device", "cuda"]),
     "simota": ("bench_simota.py", True, None),
     "data": ("bench_data.py", True, None),
+    "coco_eval": ("bench_coco_eval.py", True, None),
+    "deploy": ("bench_deploy.py", True, None),
     "accuracy": ("accuracy_trees.py", False, None),
 }
 
@@ -53,6 +55,11 @@ TARGETS: List[Tuple[str, str, str, str, float]] = [
     ("data", "speedup_workers0", "Data pipeline, 0 workers: ours / official images/s", ">=", 1.5),
     ("data", "speedup_workers1", "Data pipeline, 1 worker: ours / official images/s", ">=", 1.5),
     ("data", "speedup_workers2", "Data pipeline, 2 workers: ours / official images/s", ">=", 1.5),
+    ("data", "speedup_cached_workers0", "Data pipeline, RAM cache, 0 workers: ours / official (cached) images/s", ">=", 2.5),
+    ("data", "speedup_cached_workers1", "Data pipeline, RAM cache, 1 worker: ours / official (cached) images/s", ">=", 2.5),
+    ("data", "speedup_cached_workers2", "Data pipeline, RAM cache, 2 workers: ours / official (cached) images/s", ">=", 2.5),
+    ("coco_eval", "coco_eval_speedup", "COCO scoring, COCO-val size: pycocotools / faster-coco-eval time", ">=", 5.0),
+    ("deploy", "s_ort_int8_speedup", "S@640 onnxruntime: fp32 / INT8 time", ">=", 1.8),
 ]
 
 
