@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from detectron2.config import LazyConfig, instantiate
+from yolox_d2.solver import resolve_schedule
 
 from yolox_d2.modeling import YOLOFPN, YOLOX, CenterMatcher, CoupledHead, Darknet53, SimOTAMatcher, YOLOXHead
 
@@ -79,6 +80,9 @@ def test_rung_builds_and_trains_two_iterations(repo_root, rung):
     """The rung's own model, training data pipeline and optimizer, two SGD steps."""
     cfg = _load(repo_root, rung)
     cfg = LazyConfig.apply_overrides(cfg, _narrow_overrides(cfg))
+    # optimizer.lr and the LR phases are resolved at start-up from the data and the batch (as
+    # do_train does; the length only sets iteration counts, which two steps do not use)
+    resolve_schedule(cfg, dataset_length=10000).apply(cfg)
     torch.manual_seed(0)
     model = instantiate(cfg.model).train()
     cfg.optimizer.params.model = model
