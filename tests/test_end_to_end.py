@@ -89,7 +89,8 @@ def _training_batch(num_images=2, size=128):
     generator = torch.Generator().manual_seed(0)
     inputs = []
     for i in range(num_images):
-        boxes = torch.tensor([[10.0, 12.0, 60.0, 50.0], [70.0, 64.0, 120.0, 118.0], [20.0, 80.0, 50.0, 120.0]])[: 2 + i % 2]
+        boxes = torch.tensor([[10.0, 12.0, 60.0, 50.0], [70.0, 64.0, 120.0, 118.0], [20.0, 80.0, 50.0, 120.0]])
+        boxes = boxes[: 2 + i % 2]
         inst = Instances((size, size), gt_boxes=Boxes(boxes), gt_classes=torch.tensor([0, 1, 1])[: len(boxes)])
         image = torch.randint(0, 255, (3, size, size), dtype=torch.uint8, generator=generator)
         inputs.append({"image": image, "instances": inst})
@@ -315,7 +316,9 @@ def overfit(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e_overfit")
     dicts = make_shapes_dataset(str(tmp / "images"), num_images=4, size=SIZE)
     register_shapes_dataset("yolox_d2_test_e2e_shapes", dicts)
-    dataset = MosaicMixupDataset(dicts, image_size=(SIZE, SIZE), enable_mosaic=False, hsv_prob=0.0, flip_prob=0.0, seed=0)
+    dataset = MosaicMixupDataset(
+        dicts, image_size=(SIZE, SIZE), enable_mosaic=False, hsv_prob=0.0, flip_prob=0.0, seed=0
+    )
     batch = [dataset[i] for i in range(len(dicts))]
     model = _model(test_square_size=SIZE, test_score_thresh=0.001).train()
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -362,6 +365,13 @@ def test_plain_scores_without_nms_keep_duplicates(overfit):
     assert pairs <= 0.05 * kept  # which NMS removes
 
 
+def _detection_rows(batch_index, instances):
+    """Instances as the export's (K, 7) rows [batch_index, x1, y1, x2, y2, score, class]."""
+    index = torch.full((len(instances), 1), float(batch_index))
+    scores, classes = instances.scores[:, None], instances.pred_classes[:, None].float()
+    return torch.cat((index, instances.pred_boxes.tensor, scores, classes), dim=1)
+
+
 def test_end_to_end_onnx_export_matches_pytorch(overfit, tmp_path):
     pytest.importorskip("onnxruntime", reason="export tests need `pip install onnx onnxruntime` (the dev extras)")
     from yolox_d2.export import (
@@ -393,17 +403,25 @@ def test_end_to_end_onnx_export_matches_pytorch(overfit, tmp_path):
         finally:
             model.test_score_thresh = 0.001
     assert raw.shape[-1] == 6 + NUM_CLASSES  # [box, obj, classes, pss]
+    levels = YOLOXExportWrapper(model, "raw", raw_layout="levels")
+    with torch.no_grad():
+        flat = torch.cat([lv.flatten(2) for lv in levels(x)], dim=2).transpose(1, 2)
+    torch.testing.assert_close(flat, raw, atol=1e-6, rtol=0)
+    assert "pss logit" in levels.describe() and "objectness x pss" in decoded.describe()
+    assert "no NMS" in detections.describe()
     torch.testing.assert_close(decode_raw_predictions(model, raw, (SIZE, SIZE)), expected, atol=1e-4, rtol=1e-5)
-    rows = torch.cat(
-        [torch.cat((torch.full((len(r), 1), float(i)), r.pred_boxes.tensor, r.scores[:, None], r.pred_classes[:, None].float()), 1) for i, r in enumerate(own)]
-    )  # fmt: skip
+    rows = torch.cat([_detection_rows(i, r) for i, r in enumerate(own)])
     torch.testing.assert_close(expected_detections, rows, atol=1e-4, rtol=1e-5)
 
-    got = run_onnx(onnxruntime_session(export_onnx(decoded, tmp_path / "e2e_decoded.onnx", sample_size=SIZE), num_threads=1), x)[0]
+    def run(wrapper, name):
+        session = onnxruntime_session(export_onnx(wrapper, tmp_path / name, sample_size=SIZE), num_threads=1)
+        return run_onnx(session, x)[0]
+
+    got = run(decoded, "e2e_decoded.onnx")
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=1e-4)
     from_decoded = detections_from_predictions(
         torch.from_numpy(got), score_thresh=SCORE_THRESH, nms_thresh=0.65, max_detections=100, apply_nms=False
     )
     torch.testing.assert_close(from_decoded, rows, atol=1e-3, rtol=1e-4)
-    got = run_onnx(onnxruntime_session(export_onnx(detections, tmp_path / "e2e_nms.onnx", sample_size=SIZE), num_threads=1), x)[0]
+    got = run(detections, "e2e_detections.onnx")
     np.testing.assert_allclose(got, rows.numpy(), atol=1e-3, rtol=1e-4)

@@ -243,7 +243,7 @@ class YOLOXExportWrapper(nn.Module):
             nms = (
                 f"NMS IoU {self.nms_thresh}{' class-agnostic' if self.class_agnostic else ''}"
                 if self.model.test_nms
-                else "no NMS (end-to-end)"
+                else "no NMS"
             )
             return (
                 "detections (K, 7) [batch_index, x1, y1, x2, y2, score, class], "
