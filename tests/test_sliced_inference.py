@@ -76,7 +76,8 @@ def test_sliced_detector_maps_boxes_back_and_merges_pieces_exactly():
     detector = SlicedDetector(model, input_size=TILE, tile_size=TILE, overlap=OVERLAP, batch_size=4)
     instances = detector(image)["instances"]
     # no duplicates, none lost, every box exactly the object's
-    assert torch.equal(sorted_rows(instances.pred_boxes.tensor), sorted_rows(torch.tensor(SQUARES, dtype=torch.float32)))
+    expected = sorted_rows(torch.tensor(SQUARES, dtype=torch.float32))
+    assert torch.equal(sorted_rows(instances.pred_boxes.tensor), expected)
     assert model.calls == [4, 4, 1]  # 9 tiles in batches of 4
     # without the merge rule the pieces of cut objects would survive a plain NMS
     pieces = model(
@@ -154,8 +155,8 @@ def test_demo_cli_slice(repo_root, nano_checkpoint, tmp_path):
     cv2.imwrite(str(tmp_path / "big.png"), big)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "tools/demo.py", "--config-file", "configs/yolox_nano.py", "--input", str(tmp_path / "big.png"),
-         "--output", str(tmp_path / "out"), "--slice", "416", "--overlap", "0.2", "--slice-whole-image",
+        [sys.executable, "tools/demo.py", "--config-file", "configs/yolox_nano.py",
+         "--input", str(tmp_path / "big.png"), "--output", str(tmp_path / "out"), "--slice", "416", "--overlap", "0.2", "--slice-whole-image",
          "--opts", "train.device=cpu", f"train.init_checkpoint={nano_checkpoint}", "model.test_score_thresh=0.3"],
         cwd=repo_root, capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip

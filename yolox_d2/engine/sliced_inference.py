@@ -136,8 +136,12 @@ def merge_tile_detections(
         raise ValueError(f"{len(detections)} sets of detections for {len(windows)} tile windows")
     merged = concat_detections(detections, image_size)
     boxes = merged.pred_boxes.tensor
-    cut = torch.cat([truncated_boxes(d.pred_boxes.tensor, w, image_size, border_margin) for d, w in zip(detections, windows)])
-    source = torch.cat([torch.full((len(d),), i, dtype=torch.int64, device=boxes.device) for i, d in enumerate(detections)])
+    cut = torch.cat(
+        [truncated_boxes(d.pred_boxes.tensor, w, image_size, border_margin) for d, w in zip(detections, windows)]
+    )
+    source = torch.cat(
+        [torch.full((len(d),), i, dtype=torch.int64, device=boxes.device) for i, d in enumerate(detections)]
+    )
     if bool(cut.any()) and bool((~cut).any()):
         pieces, whole = torch.nonzero(cut).squeeze(1), torch.nonzero(~cut).squeeze(1)
         inside = pairwise_intersection(Boxes(boxes[pieces]), Boxes(boxes[whole]))

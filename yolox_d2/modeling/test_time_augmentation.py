@@ -14,7 +14,7 @@ switches it on with a ``test_time_augmentation`` node read by
         test_time_augmentation.enabled=True "test_time_augmentation.scales=[320,416,512]"
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -157,7 +157,7 @@ class YOLOXWithTTA(nn.Module):
                     passes[i].append(_flip_boxes(outputs[n + i]["instances"], int(inputs[n + i]["width"])))
         results = []
         for x, detections in zip(batched_inputs, passes):
-            image_size: Tuple[int, int] = (int(x.get("height", x["image"].shape[-2])), int(x.get("width", x["image"].shape[-1])))
+            image_size = (int(x.get("height", x["image"].shape[-2])), int(x.get("width", x["image"].shape[-1])))
             merged = merge_detections(
                 detections,
                 image_size,
