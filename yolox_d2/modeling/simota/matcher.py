@@ -13,7 +13,7 @@ from .candidates import CandidateColumns, candidate_geometry, gather_candidates,
 from .costs import PairCosts, candidate_ious, pair_costs
 from .dynamic_k import dynamic_k, k_lowest_pairs, one_gt_per_column, pairs_that_can_match
 
-__all__ = ["SIMOTA_RULES", "SimOTAAssignment", "SimOTAMatcher", "SimOTARule"]
+__all__ = ["SIMOTA_RULES", "SimOTAAssignment", "SimOTAMatcher", "SimOTARule", "assign_in_chunks"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,69 @@ class SimOTAAssignment:
     matched_gt: Tensor
     matched_iou: Tensor
     num_fg: int
+
+
+def assign_in_chunks(
+    assign_chunk,
+    max_chunk_elements: int,
+    pred_boxes: Tensor,
+    cls_logits: Tensor,
+    obj_logits: Tensor,
+    anchor_points: Tensor,
+    anchor_strides: Tensor,
+    gt_boxes: Tensor,
+    gt_classes: Tensor,
+    gt_valid: Tensor,
+) -> SimOTAAssignment:
+    """
+    The batch driver of the matchers: allocate the (B, A) outputs, then call
+    ``assign_chunk(pred_boxes, cls_logits, obj_logits, points, strides, gt_boxes, gt_classes,
+    gt_valid, out_fg, out_gt, out_iou)`` on float32 slices of as many images at a time as keep
+    ``images x G x A`` within ``max_chunk_elements`` (at least one), writing into views.
+
+    Args:
+        assign_chunk: the per-chunk assignment (a matcher's method).
+        max_chunk_elements: the memory bound, in (gt, anchor) pairs per chunk.
+        pred_boxes, cls_logits, obj_logits, anchor_points, anchor_strides, gt_boxes,
+            gt_classes, gt_valid: as for :meth:`SimOTAMatcher.__call__`.
+    """
+    B, A = cls_logits.shape[:2]
+    G = gt_boxes.shape[1]
+    device = pred_boxes.device
+    fg_mask = torch.zeros((B, A), dtype=torch.bool, device=device)
+    matched_gt = torch.zeros((B, A), dtype=torch.int64, device=device)
+    matched_iou = torch.zeros((B, A), dtype=torch.float32, device=device)
+    if B == 0 or A == 0 or G == 0:
+        return SimOTAAssignment(fg_mask, matched_gt, matched_iou, 0)
+
+    points = anchor_points.float()
+    strides = anchor_strides.float()
+    images_per_chunk = max(1, min(B, max_chunk_elements // (G * A)))
+    if images_per_chunk < B:
+        logger.debug(
+            "SimOTA: %d images x %d gts x %d anchors exceeds %d elements; assigning %d image(s) at a time",
+            B,
+            G,
+            A,
+            max_chunk_elements,
+            images_per_chunk,
+        )
+    for start in range(0, B, images_per_chunk):
+        sl = slice(start, min(B, start + images_per_chunk))
+        assign_chunk(
+            pred_boxes[sl].float(),
+            cls_logits[sl].float(),
+            obj_logits[sl].float(),
+            points,
+            strides,
+            gt_boxes[sl].float(),
+            gt_classes[sl].long(),
+            gt_valid[sl],
+            fg_mask[sl],
+            matched_gt[sl],
+            matched_iou[sl],
+        )
+    return SimOTAAssignment(fg_mask, matched_gt, matched_iou, int(fg_mask.sum().item()))
 
 
 class SimOTAMatcher:
@@ -187,46 +250,18 @@ class SimOTAMatcher:
             gt_classes,
             gt_valid,
         )
-        B, A, C = cls_logits.shape
-        G = gt_boxes.shape[1]
-        device = pred_boxes.device
-
-        fg_mask = torch.zeros((B, A), dtype=torch.bool, device=device)
-        matched_gt = torch.zeros((B, A), dtype=torch.int64, device=device)
-        matched_iou = torch.zeros((B, A), dtype=torch.float32, device=device)
-        if B == 0 or A == 0 or G == 0:
-            return SimOTAAssignment(fg_mask, matched_gt, matched_iou, 0)
-
-        points = anchor_points.float()
-        strides = anchor_strides.float()
-        images_per_chunk = max(1, min(B, self.max_chunk_elements // (G * A)))
-        if images_per_chunk < B:
-            logger.debug(
-                "SimOTA: %d images x %d gts x %d anchors exceeds %d elements; "
-                "assigning %d image(s) at a time",
-                B,
-                G,
-                A,
-                self.max_chunk_elements,
-                images_per_chunk,
-            )
-        for start in range(0, B, images_per_chunk):
-            sl = slice(start, min(B, start + images_per_chunk))
-            self._assign_chunk(
-                pred_boxes[sl].float(),
-                cls_logits[sl].float(),
-                obj_logits[sl].float(),
-                points,
-                strides,
-                gt_boxes[sl].float(),
-                gt_classes[sl].long(),
-                gt_valid[sl],
-                fg_mask[sl],
-                matched_gt[sl],
-                matched_iou[sl],
-            )
-        num_fg = int(fg_mask.sum().item())
-        return SimOTAAssignment(fg_mask, matched_gt, matched_iou, num_fg)
+        return assign_in_chunks(
+            self._assign_chunk,
+            self.max_chunk_elements,
+            pred_boxes,
+            cls_logits,
+            obj_logits,
+            anchor_points,
+            anchor_strides,
+            gt_boxes,
+            gt_classes,
+            gt_valid,
+        )
 
     # ------------------------------------------------------------------ internals
     @staticmethod

@@ -26,7 +26,7 @@ from torch import Tensor
 from .candidates import candidate_geometry, gather_candidates, pack_candidates
 from .costs import candidate_ious, pair_costs
 from .dynamic_k import one_gt_per_column
-from .matcher import SIMOTA_RULES, SimOTAAssignment
+from .matcher import SIMOTA_RULES, SimOTAAssignment, assign_in_chunks
 
 __all__ = ["OneToOneMatcher"]
 
@@ -100,31 +100,18 @@ class OneToOneMatcher:
         Returns:
             SimOTAAssignment with one positive per matched ground truth.
         """
-        B, A, _ = cls_logits.shape
-        G = gt_boxes.shape[1]
-        device = pred_boxes.device
-        fg_mask = torch.zeros((B, A), dtype=torch.bool, device=device)
-        matched_gt = torch.zeros((B, A), dtype=torch.int64, device=device)
-        matched_iou = torch.zeros((B, A), dtype=torch.float32, device=device)
-        if B == 0 or A == 0 or G == 0:
-            return SimOTAAssignment(fg_mask, matched_gt, matched_iou, 0)
-        step = max(1, min(B, self.max_chunk_elements // (G * A)))
-        for start in range(0, B, step):
-            sl = slice(start, min(B, start + step))
-            self._assign_chunk(
-                pred_boxes[sl].float(),
-                cls_logits[sl].float(),
-                obj_logits[sl].float(),
-                anchor_points.float(),
-                anchor_strides.float(),
-                gt_boxes[sl].float(),
-                gt_classes[sl].long(),
-                gt_valid[sl],
-                fg_mask[sl],
-                matched_gt[sl],
-                matched_iou[sl],
-            )
-        return SimOTAAssignment(fg_mask, matched_gt, matched_iou, int(fg_mask.sum().item()))
+        return assign_in_chunks(
+            self._assign_chunk,
+            self.max_chunk_elements,
+            pred_boxes,
+            cls_logits,
+            obj_logits,
+            anchor_points,
+            anchor_strides,
+            gt_boxes,
+            gt_classes,
+            gt_valid,
+        )
 
     def _assign_chunk(
         self,
