@@ -4,8 +4,8 @@ Accuracy side by side: YOLOX-Nano trained from scratch by yolox_d2 and by the of
 (PyPI ``yolox==0.3.0``) on the embedded tree dataset, same schedule, same input size, scored
 by one pycocotools function on the same validation split::
 
-    python bench/accuracy_trees.py                   # the config's 1000 iterations (~30-40 min)
-    python bench/accuracy_trees.py --iters 200 --json out.json
+    python bench/accuracy_trees.py                   # the config's 1000 iterations, seeds 0 1 2 (~30-40 min a seed)
+    python bench/accuracy_trees.py --iters 200 --seeds 0 --json out.json
 
 * yolox_d2: ``tools/lazyconfig_train_net.py --config-file configs/deepforest/yolox_nano_trees.py``
   exactly as ``make demo`` runs it (plus ``train.output_dir`` / ``train.seed`` and, for
@@ -26,8 +26,14 @@ constant no-aug tail as fractions of the run (``lr_multiplier``), the no-augment
 ramp lambda is replaced by this one). ``--iters N`` scales ``max_iter`` and ``no_aug_iters``
 by ``N / max_iter`` and keeps the fractions (warm-up, LR tail), so the schedule keeps its shape.
 
-The two trainings run concurrently (two subprocesses, ``OMP_NUM_THREADS=1`` each), each with its
-own log under ``--output-dir``; their wall time and s / iteration are informative only (they
+Seeds (``--seeds``, default 0 1 2; ``--seed N`` is ``--seeds N``): one pair of trainings per
+seed, one pair at a time, both sides with that seed (``train.seed`` / the official script's
+``--seed``), under ``--output-dir``/``seed<N>``. The report gives AP / AP50 / AP75 per seed and
+side, the mean and the sample standard deviation (n - 1) over the seeds, and the difference
+ours - official (per seed, its mean and sample std).
+
+For each seed the two trainings run concurrently (two subprocesses, ``OMP_NUM_THREADS=1``
+each), each with its own log; their wall time and s / iteration are informative only (they
 share the machine with each other). Evaluation (in this process, after both finished): the EMA
 weights of both (ours through ``build_inference_model``, as our evaluation does; official:
 the saved ``ModelEMA.ema``), test size 416, score threshold 0.001, NMS 0.65, at most 100
@@ -43,6 +49,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -63,7 +70,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=None, help="training iterations (default: the config's, 1000)")
     p.add_argument("--output-dir", default=os.path.join(REPO_ROOT, "output", "accuracy_trees"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="one training pair per seed (default: 0 1 2)")
+    p.add_argument("--seed", type=int, default=None, help="a single seed: the same as --seeds SEED")
     p.add_argument("--threads", type=int, default=1, help="torch threads of each training and of the evaluation")
     p.add_argument("--nice", type=int, default=0, help="niceness of the two training processes")
     p.add_argument(
@@ -71,6 +79,22 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", help="also write the report as JSON here (for run_all.py)")
     return p
+
+
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The arguments, with ``--seed`` folded into ``args.seeds`` (a list of distinct seeds)."""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.seed is not None and args.seeds is not None:
+        parser.error("give --seeds or --seed, not both")
+    seeds = [args.seed] if args.seed is not None else list(args.seeds or DEFAULT_SEEDS)
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds has repeated seeds: {seeds}")
+    args.seeds = seeds
+    return args
 
 
 # ------------------------------------------------------------------------------------------
@@ -433,8 +457,104 @@ def _fmt(v, digits=1) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+METRICS = ("AP", "AP50", "AP75")
+
+
+def _sample_std(values: Sequence[float]) -> float:
+    """The sample standard deviation (n - 1); nan for fewer than 2 values."""
+    return statistics.stdev(values) if len(values) > 1 else float("nan")
+
+
+def aggregate_seeds(per_seed: Dict[int, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Mean, sample std (n - 1), min and max over the seeds, per side and metric.
+
+    Args:
+        per_seed: ``seed -> {"ours": {"AP": ..., "AP50": ..., "AP75": ...}, "official": {...}}``.
+
+    Returns:
+        ``{"ours" | "official" | "diff": {metric: {"mean", "std", "min", "max", "n"}}}``, where
+        ``diff`` is ours - official, seed by seed.
+    """
+    if not per_seed:
+        raise ValueError("no seeds to aggregate")
+    seeds = sorted(per_seed)
+    series: Dict[str, Dict[str, List[float]]] = {"ours": {}, "official": {}, "diff": {}}
+    for m in METRICS:
+        series["ours"][m] = [float(per_seed[s]["ours"][m]) for s in seeds]
+        series["official"][m] = [float(per_seed[s]["official"][m]) for s in seeds]
+        series["diff"][m] = [o - f for o, f in zip(series["ours"][m], series["official"][m])]
+    return {
+        side: {
+            m: {
+                "mean": sum(v) / len(v),
+                "std": _sample_std(v),
+                "min": min(v),
+                "max": max(v),
+                "n": float(len(v)),
+            }
+            for m, v in metrics.items()
+        }
+        for side, metrics in series.items()
+    }
+
+
+def _mean_std(stat: Dict[str, float], digits: int = 1, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    text = f"{stat['mean']:{sign}.{digits}f}"
+    if not math.isnan(stat["std"]):
+        text += f" ± {stat['std']:.{digits}f}"
+    return text
+
+
+def accuracy_rows(per_seed: Dict[int, Dict[str, Dict[str, float]]], agg) -> List[List[str]]:
+    """The report's rows: AP / AP50 / AP75 per seed, then mean ± sample std per metric."""
+    rows = []
+    for s in sorted(per_seed):
+        o, f = per_seed[s]["ours"], per_seed[s]["official"]
+        rows.append(
+            [f"seed {s}: AP / AP50 / AP75"]
+            + [" / ".join(_fmt(r[m]) for m in METRICS) for r in (o, f)]
+            + [" / ".join(f"{o[m] - f[m]:+.1f}" for m in METRICS)]
+        )
+    n = len(per_seed)
+    for m in METRICS:
+        rows.append(
+            [f"{m}, mean ± sample std ({n} seed{'s' if n > 1 else ''})"]
+            + [_mean_std(agg[side][m]) for side in ("ours", "official")]
+            + [_mean_std(agg["diff"][m], signed=True)]
+        )
+    return rows
+
+
+def accuracy_figures(per_seed: Dict[int, Dict[str, Dict[str, float]]], agg) -> Dict[str, float]:
+    """JSON figures: ``{ours,official}_{ap,ap50,ap75}`` (means over the seeds, the keys
+    run_all.py's accuracy table reads), their ``_std`` / ``_min`` / ``_max``, ``diff_<metric>_mean``
+    / ``_std`` (ours - official), per seed ``seed<N>_{ours,official}_<metric>`` and ``n_seeds``."""
+    figures: Dict[str, float] = {"n_seeds": float(len(per_seed))}
+    for side in ("ours", "official"):
+        for m in METRICS:
+            stat = agg[side][m]
+            key = f"{side}_{m.lower()}"
+            figures[key] = stat["mean"]
+            for k in ("std", "min", "max"):
+                figures[f"{key}_{k}"] = stat[k]
+    for m in METRICS:
+        figures[f"diff_{m.lower()}_mean"] = agg["diff"][m]["mean"]
+        figures[f"diff_{m.lower()}_std"] = agg["diff"][m]["std"]
+    for s in sorted(per_seed):
+        for side in ("ours", "official"):
+            for m in METRICS:
+                figures[f"seed{s}_{side}_{m.lower()}"] = float(per_seed[s][side][m])
+    return figures
+
+
+def _mean(values: Sequence[float]):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
 def main(argv=None) -> None:
-    args = get_parser().parse_args(argv)
+    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -444,48 +564,57 @@ def main(argv=None) -> None:
     cfg = load_config()
     sched = schedule(cfg, args.iters)
     out = os.path.abspath(args.output_dir)
-    ours_dir, official_dir = os.path.join(out, "yolox_d2"), os.path.join(out, "official")
     train_json = os.path.join(out, "official_data", "annotations", "trees_train.json")
     gt_json = os.path.join(out, "val_gt.json")
     os.makedirs(out, exist_ok=True)
     n_train = write_train_json(train_json)  # also builds the tile cache once, before the children
     write_val_gt_json(gt_json)
-    print(f"schedule: {json.dumps(sched)}\n{n_train} training tiles", flush=True)
+    print(f"schedule: {json.dumps(sched)}\n{n_train} training tiles, seeds {args.seeds}", flush=True)
 
-    wall = {}
-    if not args.eval_only:
-        for d in (ours_dir, official_dir):  # a fresh start (logs are appended to otherwise)
-            shutil.rmtree(d, ignore_errors=True)
-        wall = run_concurrently(
-            {
-                "yolox_d2": (ours_command(sched, ours_dir, args.seed), os.path.join(out, "yolox_d2_stdout.txt")),
-                "official": (
-                    official_command(sched, official_dir, train_json, args.seed, args.threads),
-                    os.path.join(out, "official_stdout.txt"),
-                ),
-            },
-            args.threads,
-            args.nice,
+    per_seed: Dict[int, Dict[str, Dict[str, float]]] = {}
+    walls, ours_all, official_all = {}, {}, {}
+    for seed in args.seeds:  # one pair of trainings at a time
+        seed_dir = os.path.join(out, f"seed{seed}")
+        ours_dir, official_dir = os.path.join(seed_dir, "yolox_d2"), os.path.join(seed_dir, "official")
+        wall = {}
+        if not args.eval_only:
+            for d in (ours_dir, official_dir):  # a fresh start (logs are appended to otherwise)
+                shutil.rmtree(d, ignore_errors=True)
+            print(f"---- seed {seed}", flush=True)
+            wall = run_concurrently(
+                {
+                    "yolox_d2": (ours_command(sched, ours_dir, seed), os.path.join(seed_dir, "yolox_d2_stdout.txt")),
+                    "official": (
+                        official_command(sched, official_dir, train_json, seed, args.threads),
+                        os.path.join(seed_dir, "official_stdout.txt"),
+                    ),
+                },
+                args.threads,
+                args.nice,
+            )
+        walls[seed] = wall
+        ours_all[seed] = ours_train_stats(ours_dir)
+        official_all[seed] = {}
+        try:
+            with open(os.path.join(official_dir, "summary.json")) as f:
+                official_all[seed] = json.load(f)
+        except OSError:
+            pass
+        per_seed[seed] = evaluate_both(
+            os.path.join(ours_dir, "model_final.pth"), os.path.join(official_dir, "final_ema.pth"), gt_json
         )
-    ours_stats = ours_train_stats(ours_dir)
-    official_stats = {}
-    try:
-        with open(os.path.join(official_dir, "summary.json")) as f:
-            official_stats = json.load(f)
-    except OSError:
-        pass
+        print(f"seed {seed}: {json.dumps(per_seed[seed])}", flush=True)
 
-    res = evaluate_both(
-        os.path.join(ours_dir, "model_final.pth"), os.path.join(official_dir, "final_ema.pth"), gt_json
-    )
-    o, f = res["ours"], res["official"]
+    agg = aggregate_seeds(per_seed)
     n = sched["iters"]
-    rows = [
-        ["AP", _fmt(o["AP"]), _fmt(f["AP"])],
-        ["AP50", _fmt(o["AP50"]), _fmt(f["AP50"])],
-        ["AP75", _fmt(o["AP75"]), _fmt(f["AP75"])],
-        ["training wall time (s, concurrent)", _fmt(wall.get("yolox_d2"), 0), _fmt(wall.get("official"), 0)],
-        ["s / iteration (concurrent)", _fmt(ours_stats.get("s_per_iter"), 3), _fmt(official_stats.get("s_per_iter"), 3)],
+    seeds_text = ", ".join(str(s) for s in args.seeds)
+    wall_ours = _mean([w.get("yolox_d2") for w in walls.values()])
+    wall_official = _mean([w.get("official") for w in walls.values()])
+    spi_ours = _mean([st.get("s_per_iter") for st in ours_all.values()])
+    spi_official = _mean([st.get("s_per_iter") for st in official_all.values()])
+    rows = accuracy_rows(per_seed, agg) + [
+        ["training wall time (s, concurrent; mean over seeds)", _fmt(wall_ours, 0), _fmt(wall_official, 0), ""],
+        ["s / iteration (concurrent; mean over seeds)", _fmt(spi_ours, 3), _fmt(spi_official, 3), ""],
     ]
     notes = [
         f"YOLOX-Nano from scratch on `{TRAIN_DATASET}` ({n_train} tiles of 400x400 after Detectron2's "
@@ -494,47 +623,53 @@ def main(argv=None) -> None:
         f"{sched['no_aug_fraction'] * n:g} it), multi-scale {32 * sched['random_size'][0]}-"
         f"{32 * sched['random_size'][1]} every 10 it, mosaic prob {sched['mosaic_prob']:g} / scale "
         f"{tuple(sched['mosaic_scale'])}, no MixUp, no-aug + L1 for the last {sched['no_aug_iters']} it, "
-        f"EMA decay {sched['ema_decay']:g} (tau {sched['ema_tau']:g}), seed {args.seed}.",
+        f"EMA decay {sched['ema_decay']:g} (tau {sched['ema_tau']:g}); seeds {seeds_text}, one training pair "
+        "per seed (both sides with that seed), one pair at a time.",
+        "Spread: the sample standard deviation (n - 1) over the seeds; `ours − official` is the difference "
+        "seed by seed, its mean ± sample std.",
         "ours: `tools/lazyconfig_train_net.py` with `configs/deepforest/yolox_nano_trees.py` (as `make demo`); "
         "official: `bench/official_train.py`, a CPU port of the official Trainer loop with the official "
         "Exp / data pipeline / optimizer / LR scheduler / ModelEMA (yolox 0.3.0).",
         f"Scored by one pycocotools COCOeval on `{VAL_DATASET}` (16 tiles, 546 boxes; split by source photo), "
         f"EMA weights, test size {TEST_SIZE}, conf {CONF_THRESH}, NMS {NMS_THRESH}, <= {MAX_DETS} detections "
         "per image, each side's own preprocessing and decoding.",
-        "Both trainings ran at the same time on the same machine, one torch thread each: the times are "
-        "informative (contended), not a speed benchmark.",
-        "From-scratch training of a few hundred iterations on 63 tiles is noisy: differences of a few AP "
-        "points between the two sides (or between seeds) are within run-to-run variation.",
+        "Both trainings of a seed ran at the same time on the same machine, one torch thread each: the times "
+        "are informative (contended), not a speed benchmark.",
+        "From-scratch training of a few hundred iterations on 63 tiles is noisy: read a difference between the "
+        "sides against the spread over the seeds.",
     ]
-    if "tool_ap" in ours_stats:
+    tool = [(s, st) for s, st in ours_all.items() if "tool_ap" in st]
+    if tool:
         notes.append(
-            f"Cross-check: our tool's own end-of-training COCOEvaluator gave AP {ours_stats['tool_ap']:.1f} / "
-            f"AP50 {ours_stats['tool_ap50']:.1f}."
+            "Cross-check: our tool's own end-of-training COCOEvaluator gave AP / AP50 "
+            + ", ".join(f"{st['tool_ap']:.1f} / {st['tool_ap50']:.1f} (seed {s})" for s, st in tool)
+            + "."
         )
-    if official_stats:
+    losses = [(s, st) for s, st in official_all.items() if "loss_first10" in st]
+    if losses:
         notes.append(
-            f"Training loss (mean of the first / last 10 iterations): official {official_stats['loss_first10']:.2f} "
-            f"-> {official_stats['loss_last10']:.2f}."
+            "Official training loss (mean of the first / last 10 iterations): "
+            + ", ".join(f"{st['loss_first10']:.2f} -> {st['loss_last10']:.2f} (seed {s})" for s, st in losses)
+            + "."
         )
+    figures = accuracy_figures(per_seed, agg)
+    figures["iters"] = float(n)
+    for key, value in (
+        ("ours_s_per_iter", spi_ours),
+        ("official_s_per_iter", spi_official),
+        ("ours_train_wall_s", wall_ours),
+        ("official_train_wall_s", wall_official),
+    ):
+        if value is not None:
+            figures[key] = value
     report = Report(
-        title="Accuracy: YOLOX-Nano trained on the deepforest trees (yolox_d2 vs official)",
+        title=f"Accuracy: YOLOX-Nano trained on the deepforest trees, {len(args.seeds)} seed(s) (yolox_d2 vs official)",
         command=command_line(),
-        columns=["", "yolox_d2", "official"],
+        columns=["", "yolox_d2", "official", "ours − official"],
         rows=rows,
         notes=notes,
         machine=machine,
-        figures={
-            "ours_ap": o["AP"],
-            "ours_ap50": o["AP50"],
-            "ours_ap75": o["AP75"],
-            "official_ap": f["AP"],
-            "official_ap50": f["AP50"],
-            "official_ap75": f["AP75"],
-            "iters": float(n),
-            **({"ours_s_per_iter": ours_stats["s_per_iter"]} if "s_per_iter" in ours_stats else {}),
-            **({"official_s_per_iter": official_stats["s_per_iter"]} if "s_per_iter" in official_stats else {}),
-            **({"ours_train_wall_s": wall["yolox_d2"], "official_train_wall_s": wall["official"]} if wall else {}),
-        },
+        figures=figures,
     )
     finish(report, args.json)
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """
-Train the official YOLOX-Nano (PyPI ``yolox==0.3.0``) on a COCO-format json, on the CPU, with the
-official components: a CPU port of ``yolox.core.Trainer``'s loop for ``bench/accuracy_trees.py``.
+Train an official YOLOX (PyPI ``yolox==0.3.0``; ``--exp``, default ``yolox-nano``) on a
+COCO-format json, on the CPU, with the official components: a CPU port of
+``yolox.core.Trainer``'s loop for ``bench/accuracy_trees.py`` and ``bench/bench_train_loop.py``.
 
 The official ``Trainer`` is CUDA-only (``torch.cuda.set_device``, ``DataPrefetcher`` on a CUDA
 stream, ``Exp.random_resize`` allocating a CUDA tensor), so this script reproduces its loop
 (``before_train`` / ``train_one_iter`` / ``before_epoch`` / ``after_iter``) with the official
 pieces, unchanged:
 
-* model, BN settings (eps 1e-3, momentum 0.03) and bias prior: ``get_exp(None, "yolox-nano")``
-  with ``num_classes`` set, ``exp.get_model()``;
+* model, BN settings (eps 1e-3, momentum 0.03) and bias prior: ``get_exp(None, EXP)`` (``--exp``:
+  ``yolox-nano``, ``yolox-tiny``, ``yolox-s``, ...) with ``num_classes`` set, ``exp.get_model()``;
+  the augmentation, input size and multi-scale range are the exp's own unless given
+  (``--mosaic-prob``, ``--input-size``, ``--random-size``, ...);
 * data: ``exp.get_data_loader()`` (``COCODataset`` + ``MosaicDetection`` + ``TrainTransform``,
   ``InfiniteSampler`` + ``YoloBatchSampler``, the official ``DataLoader`` and its
   ``worker_init_reset_seed``); the no-augmentation phase calls ``train_loader.close_mosaic()``
@@ -30,10 +33,15 @@ the schedule is given in iterations (``--iters``, ``--warmup-iters``, ``--no-aug
 the official "epoch" is ``len(train_loader)`` iterations), the no-augmentation phase starts at
 iteration ``iters - no_aug_iters`` (the official Trainer starts it one epoch before its LR
 tail), no evaluation / checkpoint during training (only the final EMA weights are saved,
-as ``save_ckpt`` would: ``{"model": ema.state_dict()}``), fp32 only, one process.
+as ``save_ckpt`` would: ``{"model": ema.state_dict()}``), fp32 only, one process. With
+``--sizes`` the multi-scale sizes are replayed from a given list instead of drawn (the rule, a
+new size every 10 iterations, is unchanged): ``bench_train_loop.py`` gives both sides the same
+sizes.
 
 Run as a script (``python bench/official_train.py --train-json ... --output-dir ...``); writes
-``<output-dir>/log.txt``, ``<output-dir>/final_ema.pth`` and ``<output-dir>/summary.json``.
+``<output-dir>/log.txt``, ``<output-dir>/final_ema.pth``, ``<output-dir>/summary.json`` and
+``<output-dir>/iter_times.json`` (``time.perf_counter()`` at the end of every iteration, with
+the training start and each iteration's input size).
 """
 
 import argparse
@@ -48,26 +56,31 @@ from typing import Dict, Tuple
 import torch
 from torch import nn
 
-EXP_NAME = "yolox-nano"
+EXP_NAME = "yolox-nano"  # the default --exp
+EXP_NAMES = ("yolox-nano", "yolox-tiny", "yolox-s", "yolox-m", "yolox-l", "yolox-x")
+# the augmentation keys of --mosaic-prob ... (argparse dest -> Exp attribute); None: the exp's own
+AUG_KEYS = ("mosaic_prob", "mosaic_scale", "enable_mixup", "degrees", "translate", "shear", "hsv_prob", "flip_prob")
 
 
-def build_exp(num_classes: int, input_size: Tuple[int, int], random_size, seed=None):
-    """The official YOLOX-Nano Exp, with this dataset's classes / sizes."""
+def build_exp(num_classes: int, input_size, random_size, seed=None, exp_name: str = EXP_NAME):
+    """The official Exp ``exp_name``, with this dataset's classes / sizes (``input_size`` /
+    ``random_size`` None: the exp's own)."""
     from yolox.exp import get_exp
 
-    exp = get_exp(None, EXP_NAME)
+    exp = get_exp(None, exp_name)
     exp.num_classes = int(num_classes)
-    exp.input_size = tuple(int(v) for v in input_size)
-    exp.test_size = tuple(int(v) for v in input_size)
+    if input_size is not None:
+        exp.input_size = tuple(int(v) for v in input_size)
+        exp.test_size = tuple(int(v) for v in input_size)
     if random_size is not None:
         exp.random_size = tuple(int(v) for v in random_size)
     exp.seed = seed
     return exp
 
 
-def build_official_model(num_classes: int, checkpoint: str = "") -> nn.Module:
-    """The official YOLOX-Nano (eval mode), with the weights of ``checkpoint`` (``{"model": ...}``)."""
-    exp = build_exp(num_classes, (416, 416), None)
+def build_official_model(num_classes: int, checkpoint: str = "", exp_name: str = EXP_NAME) -> nn.Module:
+    """The official model of ``exp_name`` (eval mode), with the weights of ``checkpoint`` (``{"model": ...}``)."""
+    exp = build_exp(num_classes, (416, 416), None, exp_name=exp_name)
     model = exp.get_model()
     if checkpoint:
         state = torch.load(checkpoint, map_location="cpu")
@@ -95,6 +108,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-json", required=True, help="COCO json of the training images (absolute file_name)")
     p.add_argument("--output-dir", required=True)
+    p.add_argument("--exp", default=EXP_NAME, choices=EXP_NAMES, help="the official Exp (default %(default)s)")
     p.add_argument("--num-classes", type=int, default=1)
     p.add_argument("--iters", type=int, required=True, help="total training iterations")
     p.add_argument("--warmup-iters", type=float, required=True, help="quadratic lr warm-up length")
@@ -105,16 +119,25 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, required=True, help="base lr of the whole batch")
     p.add_argument("--min-lr-ratio", type=float, default=0.05)
-    p.add_argument("--input-size", type=int, default=416)
-    p.add_argument("--random-size", type=int, nargs=2, default=(10, 16), help="multiscale range / 32")
-    p.add_argument("--mosaic-prob", type=float, default=1.0)
-    p.add_argument("--mosaic-scale", type=float, nargs=2, default=(0.5, 1.5))
-    p.add_argument("--enable-mixup", type=int, default=0)
-    p.add_argument("--degrees", type=float, default=10.0)
-    p.add_argument("--translate", type=float, default=0.1)
-    p.add_argument("--shear", type=float, default=2.0)
-    p.add_argument("--hsv-prob", type=float, default=1.0)
-    p.add_argument("--flip-prob", type=float, default=0.5)
+    # None (not given): the exp's own value
+    p.add_argument("--input-size", type=int, default=None, help="training size (default: the exp's)")
+    p.add_argument(
+        "--random-size", type=int, nargs=2, default=None,
+        help="multiscale range / 32 (default: the exp's random_size, else input / 32 +- multiscale_range)",
+    )
+    p.add_argument(
+        "--sizes", type=int, nargs="+", default=None,
+        help="replay these multi-scale sizes (square, px), one per 10-iteration window from window 1 on, "
+        "instead of drawing them (the last one repeats)",
+    )
+    p.add_argument("--mosaic-prob", type=float, default=None)
+    p.add_argument("--mosaic-scale", type=float, nargs=2, default=None)
+    p.add_argument("--enable-mixup", type=int, default=None)
+    p.add_argument("--degrees", type=float, default=None)
+    p.add_argument("--translate", type=float, default=None)
+    p.add_argument("--shear", type=float, default=None)
+    p.add_argument("--hsv-prob", type=float, default=None)
+    p.add_argument("--flip-prob", type=float, default=None)
     p.add_argument("--ema-decay", type=float, default=0.9998)
     p.add_argument("--ema-tau", type=float, default=2000.0)
     p.add_argument("--workers", type=int, default=2)
@@ -145,18 +168,18 @@ def train(args) -> Dict[str, float]:
     random.seed(args.seed)
     torch.manual_seed(args.seed)
 
-    exp = build_exp(args.num_classes, (args.input_size, args.input_size), args.random_size, seed=args.seed)
+    input_size = None if args.input_size is None else (args.input_size, args.input_size)
+    exp = build_exp(args.num_classes, input_size, args.random_size, seed=args.seed, exp_name=args.exp)
     data_dir, json_name = os.path.split(os.path.abspath(args.train_json))
     if os.path.basename(data_dir) != "annotations":
         raise SystemExit("--train-json must lie in a directory named 'annotations' (COCODataset layout)")
     exp.data_dir = os.path.dirname(data_dir)  # COCODataset reads <data_dir>/annotations/<json>
     exp.train_ann = json_name
     exp.data_num_workers = args.workers
-    exp.mosaic_prob = args.mosaic_prob
-    exp.mosaic_scale = tuple(args.mosaic_scale)
-    exp.enable_mixup = bool(args.enable_mixup)
-    exp.degrees, exp.translate, exp.shear = args.degrees, args.translate, args.shear
-    exp.hsv_prob, exp.flip_prob = args.hsv_prob, args.flip_prob
+    for key in AUG_KEYS:  # given: set; not given: the exp's own
+        value = getattr(args, key)
+        if value is not None:
+            setattr(exp, key, bool(value) if key == "enable_mixup" else tuple(value) if key == "mosaic_scale" else value)
     exp.basic_lr_per_img = args.lr / args.batch_size
     exp.min_lr_ratio = args.min_lr_ratio
     # Schedule in iterations: one "epoch" of the LR scheduler = 1 iteration.
@@ -174,10 +197,13 @@ def train(args) -> Dict[str, float]:
     ema = ModelEMA(model, 0.9998)
     ema.updates = 0
     set_ema_decay(ema, args.ema_decay, args.ema_tau)
-    log(f"official {EXP_NAME}: {sum(p.numel() for p in model.parameters())} params, "
+    log(f"official {args.exp}: {sum(p.numel() for p in model.parameters())} params, "
         f"{len(train_loader.dataset)} training images, batch {args.batch_size}, lr {args.lr}, "
         f"{args.iters} iters (warm-up {args.warmup_iters}, no-aug {args.no_aug_iters}), "
-        f"EMA decay {args.ema_decay} tau {args.ema_tau}, random_size {exp.random_size}")
+        f"EMA decay {args.ema_decay} tau {args.ema_tau}, input_size {exp.input_size}, "
+        f"random_size {getattr(exp, 'random_size', None)} (multiscale_range {exp.multiscale_range})"
+        + (f", replayed sizes {args.sizes}" if args.sizes else "")
+        + ", augmentation " + ", ".join(f"{k}={getattr(exp, k)}" for k in AUG_KEYS))
     log(f"exp:\n{exp}")
 
     switch_iter = args.iters - args.no_aug_iters
@@ -186,6 +212,7 @@ def train(args) -> Dict[str, float]:
     loss_history = []
     meter: Dict[str, list] = {}
     timed_start, timed_from = None, min(3, args.iters - 1)
+    iter_end_times, iter_sizes = [], []
     train_start = time.perf_counter()
     for it in range(args.iters):
         if it == timed_from:
@@ -233,8 +260,14 @@ def train(args) -> Dict[str, float]:
                 + f", lr: {lr:.3e}, size: {input_size[0]}"
             )
             meter.clear()
+        iter_sizes.append(list(input_size))
         if (it + 1) % 10 == 0:
-            input_size = random_resize_cpu(exp)
+            if args.sizes:  # replayed: window k (from 1) trains at sizes[k - 1]
+                size = args.sizes[min((it + 1) // 10 - 1, len(args.sizes) - 1)]
+                input_size = (int(size), int(size))
+            else:
+                input_size = random_resize_cpu(exp)
+        iter_end_times.append(time.perf_counter())
 
     end = time.perf_counter()
     train_s = end - train_start
@@ -253,6 +286,11 @@ def train(args) -> Dict[str, float]:
     }
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
+    with open(os.path.join(args.output_dir, "iter_times.json"), "w") as f:
+        # time.perf_counter() (CLOCK_MONOTONIC: comparable across processes on Linux) at the start
+        # of the loop and at the end of every iteration; the (h, w) each iteration trained at
+        json.dump({"exp": args.exp, "batch": args.batch_size, "start": train_start,
+                   "iter_end": iter_end_times, "sizes": iter_sizes}, f)
     log(f"Total training time: {train_s:.1f} s ({s_per_iter:.3f} s / it); saved the EMA weights to {ckpt}")
     return summary
 

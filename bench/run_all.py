@@ -4,19 +4,21 @@ Run every side-by-side benchmark (yolox_d2 vs the official YOLOX 0.3.0) and writ
 ``bench/RESULTS.md``: the figures, the targets they are held to, the machine, the versions and
 the command behind each figure::
 
-    python bench/run_all.py                      # everything, CPU, 2 threads (~1 hour on 2 cores)
-    python bench/run_all.py --skip accuracy      # timings only (~15 minutes)
+    python bench/run_all.py                      # everything, CPU, 2 threads (~3 hours on 2 cores)
+    python bench/run_all.py --skip accuracy      # timings only (~25 minutes)
     python bench/run_all.py --device cuda        # GPU timings (fp16 forward, batch 1 and 32)
 
 Each benchmark runs in its own process, one after the other (never two at once: they would
 slow each other down); run it on an otherwise idle machine (``uptime`` well under the core
 count). The accuracy comparison (``bench/accuracy_trees.py``: both implementations trained on
-the deepforest tree tiles, scored by the same pycocotools code) runs last; it trains the two
-sides concurrently, one thread each, and takes tens of minutes.
+the deepforest tree tiles, scored by the same pycocotools code) runs last; for each of its seeds
+(0 1 2) it trains the two sides concurrently, one thread each, and takes about 2 hours in all
+(``--extra 'accuracy=--seeds 0'`` for one seed).
 """
 import argparse
 import datetime
 import json
+import math
 import os
 import subprocess
 import sys
@@ -39,6 +41,7 @@ BENCHMARKS: Dict[str, Tuple[str, bool, Optional[List[str]]]] = {
     "data": ("bench_data.py", True, None),
     "coco_eval": ("bench_coco_eval.py", True, None),
     "deploy": ("bench_deploy.py", True, None),
+    "train_loop": ("bench_train_loop.py", True, None),
     "accuracy": ("accuracy_trees.py", False, None),
 }
 
@@ -60,6 +63,10 @@ TARGETS: List[Tuple[str, str, str, str, float]] = [
     ("data", "speedup_cached_workers2", "Data pipeline, RAM cache, 2 workers: ours / official (cached) images/s", ">=", 2.5),
     ("coco_eval", "coco_eval_speedup", "COCO scoring, COCO-val size: pycocotools / faster-coco-eval time", ">=", 5.0),
     ("deploy", "s_ort_int8_speedup", "S@640 onnxruntime: fp32 / INT8 time", ">=", 1.8),
+    ("train_loop", "nano_loop_ratio", "Nano@416 training loop, batch 8, 2 workers: ours / official images/s", ">=", 1.5),
+    ("train_loop", "nano_pss_ratio", "Nano@416 training loop: ours / official peak memory (PSS, process tree)", "<=", 1.0),
+    ("train_loop", "s_loop_ratio", "S@640 training loop, batch 8, 2 workers: ours / official images/s", ">=", 1.5),
+    ("train_loop", "s_pss_ratio", "S@640 training loop: ours / official peak memory (PSS, process tree)", "<=", 1.0),
 ]
 
 
@@ -96,18 +103,35 @@ def target_table(reports: Dict[str, dict]) -> List[str]:
 
 
 def accuracy_table(report: Optional[dict]) -> List[str]:
+    """The accuracy summary of RESULTS.md: mean ± sample std over the seeds (a single-seed
+    report: the values alone), and the difference ours - official."""
     if not report:
         return []
     f = report.get("figures", {})
     keys = ("official_ap", "official_ap50", "ours_ap", "ours_ap50")
     if not all(k in f for k in keys):
         return []
-    return [
-        "| trees (deepforest), same schedule | AP | AP50 |",
-        "|---|---|---|",
-        f"| official YOLOX 0.3.0 | {f['official_ap']:.1f} | {f['official_ap50']:.1f} |",
-        f"| yolox_d2 | {f['ours_ap']:.1f} | {f['ours_ap50']:.1f} |",
+
+    def cell(key: str, signed: bool = False) -> str:
+        text = f"{f[key]:{'+' if signed else ''}.1f}"
+        std = f.get(key[: -len("_mean")] + "_std" if key.endswith("_mean") else key + "_std")
+        if std is not None and not math.isnan(std):
+            text += f" ± {std:.1f}"
+        return text
+
+    n = int(f.get("n_seeds", 1))
+    metrics = ["ap", "ap50"] + (["ap75"] if "ours_ap75" in f and "official_ap75" in f else [])
+    header = "mean ± sample std" if n > 1 else "one seed"
+    lines = [
+        f"| trees (deepforest), same schedule, {n} seed{'s' if n > 1 else ''} ({header}) | "
+        + " | ".join(m.upper() for m in metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+        "| official YOLOX 0.3.0 | " + " | ".join(cell(f"official_{m}") for m in metrics) + " |",
+        "| yolox_d2 | " + " | ".join(cell(f"ours_{m}") for m in metrics) + " |",
     ]
+    if all(f"diff_{m}_mean" in f for m in metrics):
+        lines.append("| yolox_d2 − official | " + " | ".join(cell(f"diff_{m}_mean", signed=True) for m in metrics) + " |")
+    return lines
 
 
 def compose(reports: Dict[str, dict], failures: Dict[str, str], machine: Dict[str, str], command: str,

@@ -1,9 +1,11 @@
 """
 The benchmark harness in bench/ (not the figures: those live in bench/RESULTS.md): alternating
-timers, the targets summary of run_all.py, and a smoke run of one side-by-side script.
+timers, the targets summary of run_all.py, the accuracy report's aggregation over seeds, and a
+smoke run of one side-by-side script.
 """
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 
@@ -65,3 +67,66 @@ def test_forward_benchmark_runs_side_by_side_and_writes_json(tmp_path):
     # the script checks both sides compute the same output before timing them
     assert all(float(row[-1]) < 1e-3 for row in report["rows"])
     assert "| nano@416 | plain |" in proc.stdout
+
+
+def _per_seed():
+    return {
+        0: {"ours": {"AP": 30.0, "AP50": 60.0, "AP75": 25.0}, "official": {"AP": 28.0, "AP50": 61.0, "AP75": 24.0}},
+        1: {"ours": {"AP": 32.0, "AP50": 62.0, "AP75": 27.0}, "official": {"AP": 29.0, "AP50": 59.0, "AP75": 26.0}},
+        2: {"ours": {"AP": 34.0, "AP50": 64.0, "AP75": 29.0}, "official": {"AP": 33.0, "AP50": 63.0, "AP75": 25.0}},
+    }
+
+
+def test_accuracy_aggregates_seeds_mean_sample_std_and_difference():
+    acc = _load("accuracy_trees")
+    per_seed = _per_seed()
+    agg = acc.aggregate_seeds(per_seed)
+    assert agg["ours"]["AP"]["mean"] == pytest.approx(32.0)
+    assert agg["ours"]["AP"]["std"] == pytest.approx(2.0)  # sample std (n - 1) of 30, 32, 34
+    assert (agg["official"]["AP"]["min"], agg["official"]["AP"]["max"]) == (28.0, 33.0)
+    assert agg["official"]["AP"]["mean"] == pytest.approx(30.0)
+    # ours - official seed by seed: 2, 3, 1
+    assert agg["diff"]["AP"]["mean"] == pytest.approx(2.0) and agg["diff"]["AP"]["std"] == pytest.approx(1.0)
+    assert agg["diff"]["AP75"]["mean"] == pytest.approx((1 + 1 + 4) / 3)
+    figures = acc.accuracy_figures(per_seed, agg)
+    # the keys run_all.py's accuracy table reads are the means
+    assert figures["ours_ap"] == pytest.approx(32.0) and figures["official_ap50"] == pytest.approx(61.0)
+    assert figures["ours_ap_std"] == pytest.approx(2.0) and figures["diff_ap_mean"] == pytest.approx(2.0)
+    assert figures["seed1_official_ap75"] == 26.0 and figures["n_seeds"] == 3.0
+    rows = acc.accuracy_rows(per_seed, agg)
+    assert rows[0] == ["seed 0: AP / AP50 / AP75", "30.0 / 60.0 / 25.0", "28.0 / 61.0 / 24.0", "+2.0 / -1.0 / +1.0"]
+    assert ["AP, mean ± sample std (3 seeds)", "32.0 ± 2.0", "30.0 ± 2.6", "+2.0 ± 1.0"] in rows
+    # one seed: no spread
+    one = acc.aggregate_seeds({5: per_seed[0]})
+    assert math.isnan(one["ours"]["AP"]["std"])
+    assert acc.accuracy_rows({5: per_seed[0]}, one)[1] == ["AP, mean ± sample std (1 seed)", "30.0", "28.0", "+2.0"]
+    with pytest.raises(ValueError):
+        acc.aggregate_seeds({})
+
+
+def test_accuracy_seed_options():
+    acc = _load("accuracy_trees")
+    assert acc.parse_args([]).seeds == [0, 1, 2]
+    assert acc.parse_args(["--seed", "3"]).seeds == [3]
+    assert acc.parse_args(["--seeds", "4", "5"]).seeds == [4, 5]
+    for bad in (["--seed", "1", "--seeds", "2"], ["--seeds", "1", "1"]):
+        with pytest.raises(SystemExit):
+            acc.parse_args(bad)
+
+
+def test_run_all_accuracy_table_shows_mean_and_spread():
+    acc, run_all = _load("accuracy_trees"), _load("run_all")
+    per_seed = _per_seed()
+    figures = acc.accuracy_figures(per_seed, acc.aggregate_seeds(per_seed))
+    lines = run_all.accuracy_table({"figures": json.loads(json.dumps(figures))})
+    assert lines[0] == "| trees (deepforest), same schedule, 3 seeds (mean ± sample std) | AP | AP50 | AP75 |"
+    assert "| official YOLOX 0.3.0 | 30.0 ± 2.6 | 61.0 ± 2.0 | 25.0 ± 1.0 |" in lines
+    assert "| yolox_d2 | 32.0 ± 2.0 | 62.0 ± 2.0 | 27.0 ± 2.0 |" in lines
+    assert "| yolox_d2 − official | +2.0 ± 1.0 | +1.0 ± 2.0 | +2.0 ± 1.7 |" in lines
+    # a single-seed report (NaN spread, through JSON) and an older report without spread keys
+    one = acc.accuracy_figures({0: per_seed[0]}, acc.aggregate_seeds({0: per_seed[0]}))
+    lines = run_all.accuracy_table({"figures": json.loads(json.dumps(one))})
+    assert "| yolox_d2 | 30.0 | 60.0 | 25.0 |" in lines and "1 seed (one seed)" in lines[0]
+    old = {"official_ap": 20.0, "official_ap50": 50.0, "ours_ap": 21.0, "ours_ap50": 51.0}
+    assert run_all.accuracy_table({"figures": old})[2:] == ["| official YOLOX 0.3.0 | 20.0 | 50.0 |", "| yolox_d2 | 21.0 | 51.0 |"]
+    assert run_all.accuracy_table({"figures": {"ours_ap": 1.0}}) == []
