@@ -17,6 +17,8 @@ import pytest
 import torch
 
 from detectron2.config import LazyConfig, instantiate
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
 
 from yolox_d2.data.mappers import YOLOXTestMapper
 from yolox_d2.engine import ModelEMA, YOLOXPredictor
@@ -177,6 +179,35 @@ def test_demo_cli_errors(repo_root, tmp_path, checkpoints):
         cwd=repo_root,
     )
     assert proc.returncode == 2 and "--confidence-threshold must be in [0, 1]" in proc.stderr, proc.stderr
+
+
+def test_demo_on_a_dataset_draws_ground_truth_beside_predictions(repo_root, tmp_path, checkpoints):
+    photo = photo_paths(("coffee.png",))[0]
+    height, width = cv2.imread(photo).shape[:2]
+    name = "demo_side_by_side_test"
+    box = [100.0, 80.0, 300.0, 260.0]
+    record = {"file_name": photo, "image_id": 7, "height": height, "width": width,
+              "annotations": [{"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0}]}
+    DatasetCatalog.register(name, lambda: [dict(record)])
+    MetadataCatalog.get(name).set(thing_classes=[f"class{i}" for i in range(80)])  # the 80-class model
+    try:
+        cfg = LazyConfig.apply_overrides(
+            LazyConfig.load(str(repo_root / "configs" / CONFIG)),
+            [f"train.init_checkpoint={checkpoints['plain']}", *DEMO_OPTS],
+        )
+        assert run_demo(cfg, str(tmp_path), dataset=name) == 0
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    drawn = cv2.imread(str(tmp_path / "coffee.jpg"))
+    # ground truth | 8 px gap | predictions, each under a 28 px caption band
+    assert drawn.shape == (height + 28, 2 * width + 8, 3)
+    original = cv2.imread(photo).astype(int)
+    truth = drawn[28:, :width].astype(int)
+    edge = np.abs(truth[80:260, 98:103] - original[80:260, 98:103]).mean()  # the box's left edge
+    away = np.abs(truth[300:, 400:] - original[300:, 400:]).mean()  # far from the box
+    assert edge > 20 and away < 6, (edge, away)
+    assert (drawn[:28] > 200).mean() > 0.9  # the white caption band
 
 
 def test_output_names_do_not_collide():

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from yolox_d2.modeling.simota import SimOTAAssignment, SimOTAMatcher
+from yolox_d2.modeling.simota import OneToOneMatcher, SimOTAAssignment, SimOTAMatcher
 
 REPO = Path(__file__).resolve().parents[1]
 PIXELTABLE_YOLOX = REPO / ".venv" / "reference" / "pixeltable_yolox"
@@ -558,27 +558,32 @@ def test_ties_go_to_lower_anchor_index():
     assert res.num_fg == 1 and bool(res.fg_mask[0, 0])
 
 
-def test_shape_errors_name_the_argument():
+@pytest.mark.parametrize("matcher_cls", [SimOTAMatcher, OneToOneMatcher])
+def test_shape_errors_name_the_argument(matcher_cls):
     case = make_case(0, [2], 3)
     args = list(_inputs(case))
     bad = list(args)
     bad[2] = args[2][..., None]
     with pytest.raises(ValueError, match="obj_logits"):
-        SimOTAMatcher()(*bad)
+        matcher_cls()(*bad)
     bad = list(args)
     bad[7] = args[7].long()
     with pytest.raises(ValueError, match="gt_valid"):
-        SimOTAMatcher()(*bad)
+        matcher_cls()(*bad)
     bad = list(args)
     bad[3] = args[3][:-1]
     with pytest.raises(ValueError, match="anchor_points"):
-        SimOTAMatcher()(*bad)
+        matcher_cls()(*bad)
     with pytest.raises(ValueError, match="rule"):
-        SimOTAMatcher(rule="2022")
+        matcher_cls(rule="2022")
     with pytest.raises(ValueError, match="cls_weight"):
-        SimOTAMatcher(cls_weight=float("nan"))
+        matcher_cls(cls_weight=float("nan"))
     with pytest.raises(ValueError, match="iou_weight"):
-        SimOTAMatcher(iou_weight=float("inf"))
+        matcher_cls(iou_weight=float("inf"))
+    with pytest.raises(ValueError, match="center_radius"):
+        matcher_cls(center_radius=0.0)
+    with pytest.raises(ValueError, match="max_chunk_elements"):
+        matcher_cls(max_chunk_elements=0)
 
 
 def test_no_grad_and_dtype():

@@ -17,7 +17,8 @@ from detectron2.config import LazyConfig
 from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from yolox_d2.engine import SlicedDetector, YOLOXPredictor
-from yolox_d2.engine.sliced_inference import merge_tile_detections, tile_windows, truncated_boxes
+from yolox_d2.engine import sliced_inference
+from yolox_d2.engine.sliced_inference import covered_pieces, merge_tile_detections, tile_windows, truncated_boxes
 
 from .conftest import photo_paths
 from .exact_box_detector import BrightBlobDetector, draw_squares, sorted_rows
@@ -137,6 +138,26 @@ def _nano_cfg(repo_root, checkpoint):
     return LazyConfig.apply_overrides(
         cfg, ["train.device=cpu", f"train.init_checkpoint={checkpoint}", "model.test_score_thresh=0.3"]
     )
+
+
+def test_covered_pieces_in_blocks_match_one_comparison(monkeypatch):
+    # Many random boxes from 6 passes, 2 classes: the blocked comparison (blocks of 7 rows)
+    # drops exactly the pieces one (pieces x whole) comparison drops, and drops some.
+    g = torch.Generator().manual_seed(0)
+    n = 3000
+    xy = torch.rand(n, 2, generator=g) * 500
+    wh = torch.rand(n, 2, generator=g) * 60 + 4
+    inst = Instances((600, 600))
+    inst.pred_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
+    inst.pred_classes = torch.randint(0, 2, (n,), generator=g)
+    cut = torch.rand(n, generator=g) < 0.4
+    source = torch.randint(0, 6, (n,), generator=g)
+    once = covered_pieces(inst, cut, source, 0.8, class_agnostic=False)
+    monkeypatch.setattr(sliced_inference, "_PIECE_BLOCK", 7)
+    blocked = covered_pieces(inst, cut, source, 0.8, class_agnostic=False)
+    assert len(once) > 0 and bool(cut[once].all())
+    assert torch.equal(once, blocked)
+    assert len(covered_pieces(inst, cut, source, 0.8, class_agnostic=True)) >= len(once)
 
 
 def test_predictor_with_one_tile_gives_the_whole_image_result(repo_root, nano_checkpoint):

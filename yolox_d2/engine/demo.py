@@ -9,7 +9,8 @@ Detectron2's ``Visualizer``, for a :class:`~yolox_d2.engine.YOLOXPredictor` (wha
 
 Each image gives ``<output_dir>/<name>.jpg`` and each video ``<output_dir>/<name>.mp4`` (mp4v);
 a name already written in the same run gets a ``_1``, ``_2``... suffix. An unreadable input is
-logged by name and skipped.
+logged by name and skipped. On the images of a registered dataset with annotations, each
+drawing shows the ground truth (left) beside the predictions (right).
 """
 
 import glob
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_FPS",
     "InputError",
     "draw_detections",
+    "draw_ground_truth_beside",
     "expand_inputs",
     "output_path",
     "run_on_image",
@@ -76,6 +78,33 @@ def draw_detections(
     return np.ascontiguousarray(visualizer.draw_instance_predictions(instances).get_image()[:, :, ::-1])
 
 
+def _caption(image_bgr: np.ndarray, text: str) -> np.ndarray:
+    band = np.full((28, image_bgr.shape[1], 3), 255, dtype=np.uint8)
+    cv2.putText(band, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([band, image_bgr], axis=0)
+
+
+def draw_ground_truth_beside(
+    image_bgr: np.ndarray, record: dict, predictions_bgr: np.ndarray, metadata: Optional[Metadata], caption: str
+) -> np.ndarray:
+    """The dataset record's ground-truth boxes drawn on the image (left) beside a drawing of
+    the predictions (right), each with a caption above it.
+
+    Args:
+        image_bgr: (H, W, 3) uint8 BGR image.
+        record: its Detectron2 dataset dict (``annotations`` with ``bbox`` / ``bbox_mode`` /
+            ``category_id``).
+        predictions_bgr: the image with the predictions drawn (:func:`draw_detections`).
+        metadata: Detectron2 metadata giving the class names, or ``None``.
+        caption: the caption of the predictions.
+    """
+    visualizer = Visualizer(image_bgr[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
+    truth = visualizer.draw_dataset_dict(record).get_image()[:, :, ::-1]
+    truth = _caption(np.ascontiguousarray(truth), f"ground truth: {len(record.get('annotations', []))} boxes")
+    gap = np.full((truth.shape[0], 8, 3), 255, dtype=np.uint8)
+    return np.concatenate([truth, gap, _caption(predictions_bgr, caption)], axis=1)
+
+
 def expand_inputs(inputs: Iterable[str]) -> List[str]:
     """Files as given; folders replaced by their images and videos (sorted, not recursive).
 
@@ -117,7 +146,12 @@ def output_path(out_dir: str, path: str, ext: str, used: Set[str]) -> str:
 
 
 def run_on_image(
-    predictor: YOLOXPredictor, path: str, out_path: str, metadata: Optional[Metadata], threshold: float
+    predictor: YOLOXPredictor,
+    path: str,
+    out_path: str,
+    metadata: Optional[Metadata],
+    threshold: float,
+    record: Optional[dict] = None,
 ) -> int:
     """Detect on one image file and write the drawing.
 
@@ -127,6 +161,8 @@ def run_on_image(
         out_path: the image file to write.
         metadata: class names for the drawing (see :func:`draw_detections`).
         threshold: minimum score of a drawn detection.
+        record: the image's dataset dict: its ground truth is drawn beside the predictions
+            (:func:`draw_ground_truth_beside`).
 
     Returns:
         The number of drawn detections.
@@ -141,9 +177,12 @@ def run_on_image(
     if image is None:
         raise InputError(f"cannot read image {path!r} (empty, truncated or not an image)")
     instances = predictor(image)["instances"]
-    if not cv2.imwrite(out_path, draw_detections(image, instances, metadata, threshold)):
-        raise OSError(f"cannot write {out_path!r}")
     drawn = int((instances.scores >= threshold).sum())
+    drawing = draw_detections(image, instances, metadata, threshold)
+    if record is not None:
+        drawing = draw_ground_truth_beside(image, record, drawing, metadata, f"predictions >= {threshold:g}: {drawn}")
+    if not cv2.imwrite(out_path, drawing):
+        raise OSError(f"cannot write {out_path!r}")
     logger.info("%s: %d detections >= %.2f -> %s", path, drawn, threshold, out_path)
     return drawn
 
@@ -208,6 +247,7 @@ def run_on_files(
     output_dir: str,
     metadata: Optional[Metadata] = None,
     threshold: float = 0.3,
+    records: Optional[Sequence[dict]] = None,
 ) -> List[str]:
     """Run :func:`run_on_image` / :func:`run_on_video` (by file ending) on every file.
 
@@ -220,24 +260,29 @@ def run_on_files(
         output_dir: the output folder (created when missing).
         metadata: class names for the drawing; ``None`` uses ``predictor.metadata``.
         threshold: minimum score of a drawn detection, in [0, 1].
+        records: dataset dicts, one per file (images only): their ground truth is drawn beside
+            the predictions.
 
     Returns:
         The files that failed (each logged with the reason), in input order.
     """
     _check_threshold(threshold)
+    if records is not None and len(records) != len(files):
+        raise ValueError(f"{len(records)} dataset records for {len(files)} files")
     os.makedirs(output_dir, exist_ok=True)
     metadata = metadata if metadata is not None else predictor.metadata
     failed, used = [], set()
     # log lines go above the progress bars instead of breaking them
     with logging_redirect_tqdm(loggers=[logging.getLogger("yolox_d2")]):
-        for path in tqdm.tqdm(files, desc="demo", unit="file", disable=len(files) < 2):
+        for i, path in enumerate(tqdm.tqdm(files, desc="demo", unit="file", disable=len(files) < 2)):
             is_video = path.lower().endswith(VIDEO_EXTS)
             out_path = output_path(output_dir, path, ".mp4" if is_video else ".jpg", used)
             try:
                 if is_video:
                     run_on_video(predictor, path, out_path, metadata, threshold)
                 else:
-                    run_on_image(predictor, path, out_path, metadata, threshold)
+                    record = records[i] if records is not None else None
+                    run_on_image(predictor, path, out_path, metadata, threshold, record)
             except OSError as e:
                 logger.error("Skipping %s: %s", path, e)
                 failed.append(path)
@@ -264,7 +309,8 @@ def run_demo(
         output_dir: the output folder (created when missing).
         inputs: image files, folders (their images and videos) or videos.
         dataset: instead of ``inputs``, a registered dataset; its metadata names the classes
-            (else the metadata of ``cfg.dataloader.test.dataset``).
+            (else the metadata of ``cfg.dataloader.test.dataset``); when its records have
+            ``annotations``, each drawing shows the ground truth beside the predictions.
         max_images: with ``dataset``, at most this many images (0: all).
         threshold: minimum score of a drawn detection, in [0, 1].
         device: where to run; default ``cfg.train.device``.
@@ -280,8 +326,12 @@ def run_demo(
     _check_threshold(threshold)
     if inputs and dataset:
         raise ValueError("give either inputs or a dataset, not both")
+    records = None
     if dataset:
-        files = [d["file_name"] for d in DatasetCatalog.get(dataset)[: max_images or None]]
+        records = DatasetCatalog.get(dataset)[: max_images or None]
+        files = [d["file_name"] for d in records]
+        if not any("annotations" in d for d in records):
+            records = None
     else:
         files = expand_inputs(inputs)
     if not files:
@@ -300,7 +350,7 @@ def run_demo(
         logger.error("%s", e)
         return 2
     metadata = MetadataCatalog.get(dataset) if dataset else None
-    failed = run_on_files(predictor, files, output_dir, metadata, threshold)
+    failed = run_on_files(predictor, files, output_dir, metadata, threshold, records)
     if failed:
         logger.error("%d of %d inputs failed: %s", len(failed), len(files), ", ".join(failed))
         return 1

@@ -29,7 +29,7 @@ from detectron2.structures.boxes import pairwise_intersection
 from ..data.transforms import SizeLike, letterbox_chw, to_hw
 from ..modeling.detection_merging import concat_detections, nms_merge
 
-__all__ = ["tile_windows", "truncated_boxes", "merge_tile_detections", "SlicedDetector"]
+__all__ = ["tile_windows", "truncated_boxes", "covered_pieces", "merge_tile_detections", "SlicedDetector"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,17 +143,40 @@ def merge_tile_detections(
         [torch.full((len(d),), i, dtype=torch.int64, device=boxes.device) for i, d in enumerate(detections)]
     )
     if bool(cut.any()) and bool((~cut).any()):
-        pieces, whole = torch.nonzero(cut).squeeze(1), torch.nonzero(~cut).squeeze(1)
-        inside = pairwise_intersection(Boxes(boxes[pieces]), Boxes(boxes[whole]))
-        area = Boxes(boxes[pieces]).area().clamp(min=1e-6)
-        covers = inside >= containment_thresh * area[:, None]
-        covers &= source[pieces][:, None] != source[whole][None, :]
-        if not class_agnostic:
-            covers &= merged.pred_classes[pieces][:, None] == merged.pred_classes[whole][None, :]
         keep = torch.ones(len(merged), dtype=torch.bool, device=boxes.device)
-        keep[pieces[covers.any(dim=1)]] = False
+        keep[covered_pieces(merged, cut, source, containment_thresh, class_agnostic)] = False
         merged = merged[keep]
     return nms_merge(merged, nms_thresh, max_detections, class_agnostic)
+
+
+# Rows of truncated pieces compared at once with the whole boxes: bounds the (pieces x whole)
+# comparison to _PIECE_BLOCK x len(whole) booleans and floats, whatever the number of tiles.
+_PIECE_BLOCK = 1024
+
+
+def covered_pieces(
+    merged: Instances, cut: Tensor, source: Tensor, containment_thresh: float, class_agnostic: bool
+) -> Tensor:
+    """
+    Indices into ``merged`` of the truncated boxes (``cut``) that a whole box of another pass
+    (``source`` differs) and, unless ``class_agnostic``, of the same class covers at least
+    ``containment_thresh`` of (see :func:`merge_tile_detections`). Compared in blocks of
+    truncated boxes, so memory stays bounded for any number of detections.
+    """
+    boxes = merged.pred_boxes.tensor
+    pieces, whole = torch.nonzero(cut).squeeze(1), torch.nonzero(~cut).squeeze(1)
+    whole_boxes = Boxes(boxes[whole])
+    dropped = []
+    for start in range(0, len(pieces), _PIECE_BLOCK):
+        block = pieces[start : start + _PIECE_BLOCK]
+        inside = pairwise_intersection(Boxes(boxes[block]), whole_boxes)
+        area = Boxes(boxes[block]).area().clamp(min=1e-6)
+        covers = inside >= containment_thresh * area[:, None]
+        covers &= source[block][:, None] != source[whole][None, :]
+        if not class_agnostic:
+            covers &= merged.pred_classes[block][:, None] == merged.pred_classes[whole][None, :]
+        dropped.append(block[covers.any(dim=1)])
+    return torch.cat(dropped)
 
 
 class SlicedDetector:

@@ -13,7 +13,15 @@ from .candidates import CandidateColumns, candidate_geometry, gather_candidates,
 from .costs import PairCosts, candidate_ious, pair_costs
 from .dynamic_k import dynamic_k, k_lowest_pairs, one_gt_per_column, pairs_that_can_match
 
-__all__ = ["SIMOTA_RULES", "SimOTAAssignment", "SimOTAMatcher", "SimOTARule", "assign_in_chunks"]
+__all__ = [
+    "SIMOTA_RULES",
+    "SimOTAAssignment",
+    "SimOTAMatcher",
+    "SimOTARule",
+    "assign_in_chunks",
+    "check_assignment_inputs",
+    "check_cost_arguments",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +73,62 @@ class SimOTAAssignment:
     num_fg: int
 
 
+def check_cost_arguments(
+    rule: str, center_radius: Optional[float], cls_weight: float, iou_weight: float, max_chunk_elements: int
+) -> Tuple[SimOTARule, float]:
+    """Check the arguments the matchers share; return the rule's geometry and the centre radius
+    (the rule's default when ``center_radius`` is ``None``). Raises ``ValueError`` naming the
+    bad argument."""
+    if rule not in SIMOTA_RULES:
+        raise ValueError(f"rule must be one of {sorted(SIMOTA_RULES)}, got {rule!r}")
+    geometry = SIMOTA_RULES[rule]
+    radius = geometry.center_radius if center_radius is None else center_radius
+    if not (radius > 0 and math.isfinite(radius)):
+        raise ValueError(f"center_radius must be a positive finite number, got {center_radius}")
+    if not (math.isfinite(cls_weight) and math.isfinite(iou_weight)):
+        raise ValueError(f"cls_weight and iou_weight must be finite, got {cls_weight}, {iou_weight}")
+    if int(max_chunk_elements) < 1:
+        raise ValueError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
+    return geometry, float(radius)
+
+
+def check_assignment_inputs(
+    pred_boxes: Tensor,
+    cls_logits: Tensor,
+    obj_logits: Tensor,
+    anchor_points: Tensor,
+    anchor_strides: Tensor,
+    gt_boxes: Tensor,
+    gt_classes: Tensor,
+    gt_valid: Tensor,
+) -> None:
+    """Raise ``ValueError`` naming the argument when the matcher inputs do not have the
+    shapes and dtypes of :meth:`SimOTAMatcher.__call__` (``B``, ``A``, ``G`` taken from
+    ``cls_logits`` and ``gt_boxes``)."""
+    if cls_logits.dim() != 3 or cls_logits.shape[2] < 1:
+        raise ValueError(f"cls_logits must be (B, A, C) with C >= 1, got {tuple(cls_logits.shape)}")
+    B, A, _ = cls_logits.shape
+    if pred_boxes.shape != (B, A, 4):
+        raise ValueError(f"pred_boxes must be (B, A, 4) = {(B, A, 4)}, got {tuple(pred_boxes.shape)}")
+    if obj_logits.shape != (B, A):
+        raise ValueError(f"obj_logits must be (B, A) = {(B, A)}, got {tuple(obj_logits.shape)}")
+    if anchor_points.shape != (A, 2):
+        raise ValueError(f"anchor_points must be (A, 2) = {(A, 2)}, got {tuple(anchor_points.shape)}")
+    if anchor_strides.shape != (A,):
+        raise ValueError(f"anchor_strides must be (A,) = {(A,)}, got {tuple(anchor_strides.shape)}")
+    if gt_boxes.dim() != 3 or gt_boxes.shape[0] != B or gt_boxes.shape[2] != 4:
+        raise ValueError(f"gt_boxes must be (B, G, 4) with B={B}, got {tuple(gt_boxes.shape)}")
+    G = gt_boxes.shape[1]
+    if gt_classes.shape != (B, G):
+        raise ValueError(f"gt_classes must be (B, G) = {(B, G)}, got {tuple(gt_classes.shape)}")
+    if gt_valid.shape != (B, G):
+        raise ValueError(f"gt_valid must be (B, G) = {(B, G)}, got {tuple(gt_valid.shape)}")
+    if gt_valid.dtype != torch.bool:
+        raise ValueError(f"gt_valid must be a bool tensor, got {gt_valid.dtype}")
+    if gt_classes.is_floating_point() or gt_classes.is_complex():
+        raise ValueError(f"gt_classes must be an integer tensor, got {gt_classes.dtype}")
+
+
 def assign_in_chunks(
     assign_chunk,
     max_chunk_elements: int,
@@ -82,6 +146,7 @@ def assign_in_chunks(
     ``assign_chunk(pred_boxes, cls_logits, obj_logits, points, strides, gt_boxes, gt_classes,
     gt_valid, out_fg, out_gt, out_iou)`` on float32 slices of as many images at a time as keep
     ``images x G x A`` within ``max_chunk_elements`` (at least one), writing into views.
+    The inputs are checked first (:func:`check_assignment_inputs`).
 
     Args:
         assign_chunk: the per-chunk assignment (a matcher's method).
@@ -89,6 +154,9 @@ def assign_in_chunks(
         pred_boxes, cls_logits, obj_logits, anchor_points, anchor_strides, gt_boxes,
             gt_classes, gt_valid: as for :meth:`SimOTAMatcher.__call__`.
     """
+    check_assignment_inputs(
+        pred_boxes, cls_logits, obj_logits, anchor_points, anchor_strides, gt_boxes, gt_classes, gt_valid
+    )
     B, A = cls_logits.shape[:2]
     G = gt_boxes.shape[1]
     device = pred_boxes.device
@@ -184,21 +252,11 @@ class SimOTAMatcher:
         candidate_topk: int = 10,
         max_chunk_elements: int = 2**27,
     ) -> None:
-        if rule not in SIMOTA_RULES:
-            raise ValueError(f"rule must be one of {sorted(SIMOTA_RULES)}, got {rule!r}")
-        geometry = SIMOTA_RULES[rule]
-        if center_radius is None:
-            center_radius = geometry.center_radius
-        if not (center_radius > 0 and math.isfinite(center_radius)):
-            raise ValueError(f"center_radius must be a positive finite number, got {center_radius}")
-        if not (math.isfinite(cls_weight) and math.isfinite(iou_weight)):
-            raise ValueError(f"cls_weight and iou_weight must be finite, got {cls_weight}, {iou_weight}")
+        geometry, center_radius = check_cost_arguments(rule, center_radius, cls_weight, iou_weight, max_chunk_elements)
         if int(candidate_topk) < 1:
             raise ValueError(f"candidate_topk must be >= 1, got {candidate_topk}")
-        if int(max_chunk_elements) < 1:
-            raise ValueError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
         self.rule = rule
-        self.center_radius = float(center_radius)
+        self.center_radius = center_radius
         self.cls_weight = float(cls_weight)
         self.iou_weight = float(iou_weight)
         self.candidate_topk = int(candidate_topk)
@@ -240,16 +298,6 @@ class SimOTAMatcher:
         Returns:
             SimOTAAssignment
         """
-        self._check_inputs(
-            pred_boxes,
-            cls_logits,
-            obj_logits,
-            anchor_points,
-            anchor_strides,
-            gt_boxes,
-            gt_classes,
-            gt_valid,
-        )
         return assign_in_chunks(
             self._assign_chunk,
             self.max_chunk_elements,
@@ -264,40 +312,6 @@ class SimOTAMatcher:
         )
 
     # ------------------------------------------------------------------ internals
-    @staticmethod
-    def _check_inputs(
-        pred_boxes: Tensor,
-        cls_logits: Tensor,
-        obj_logits: Tensor,
-        anchor_points: Tensor,
-        anchor_strides: Tensor,
-        gt_boxes: Tensor,
-        gt_classes: Tensor,
-        gt_valid: Tensor,
-    ) -> None:
-        if cls_logits.dim() != 3 or cls_logits.shape[2] < 1:
-            raise ValueError(f"cls_logits must be (B, A, C) with C >= 1, got {tuple(cls_logits.shape)}")
-        B, A, _ = cls_logits.shape
-        if pred_boxes.shape != (B, A, 4):
-            raise ValueError(f"pred_boxes must be (B, A, 4) = {(B, A, 4)}, got {tuple(pred_boxes.shape)}")
-        if obj_logits.shape != (B, A):
-            raise ValueError(f"obj_logits must be (B, A) = {(B, A)}, got {tuple(obj_logits.shape)}")
-        if anchor_points.shape != (A, 2):
-            raise ValueError(f"anchor_points must be (A, 2) = {(A, 2)}, got {tuple(anchor_points.shape)}")
-        if anchor_strides.shape != (A,):
-            raise ValueError(f"anchor_strides must be (A,) = {(A,)}, got {tuple(anchor_strides.shape)}")
-        if gt_boxes.dim() != 3 or gt_boxes.shape[0] != B or gt_boxes.shape[2] != 4:
-            raise ValueError(f"gt_boxes must be (B, G, 4) with B={B}, got {tuple(gt_boxes.shape)}")
-        G = gt_boxes.shape[1]
-        if gt_classes.shape != (B, G):
-            raise ValueError(f"gt_classes must be (B, G) = {(B, G)}, got {tuple(gt_classes.shape)}")
-        if gt_valid.shape != (B, G):
-            raise ValueError(f"gt_valid must be (B, G) = {(B, G)}, got {tuple(gt_valid.shape)}")
-        if gt_valid.dtype != torch.bool:
-            raise ValueError(f"gt_valid must be a bool tensor, got {gt_valid.dtype}")
-        if gt_classes.is_floating_point() or gt_classes.is_complex():
-            raise ValueError(f"gt_classes must be an integer tensor, got {gt_classes.dtype}")
-
     def _geometry(
         self, points: Tensor, strides: Tensor, gt_boxes: Tensor, gt_valid: Tensor
     ) -> Tuple[Tensor, Tensor]:

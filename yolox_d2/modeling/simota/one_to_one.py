@@ -17,7 +17,6 @@ candidates do not conflict (nearly always: an object's best candidate sits near 
 without a per-image solver. Ties between candidates: lowest anchor index.
 """
 
-import math
 from typing import Optional
 
 import torch
@@ -26,7 +25,7 @@ from torch import Tensor
 from .candidates import candidate_geometry, gather_candidates, pack_candidates
 from .costs import candidate_ious, pair_costs
 from .dynamic_k import one_gt_per_column
-from .matcher import SIMOTA_RULES, SimOTAAssignment, assign_in_chunks
+from .matcher import SimOTAAssignment, assign_in_chunks, check_cost_arguments
 
 __all__ = ["OneToOneMatcher"]
 
@@ -60,17 +59,10 @@ class OneToOneMatcher:
         iou_weight: float = 3.0,
         max_chunk_elements: int = 2**27,
     ) -> None:
-        if rule not in SIMOTA_RULES:
-            raise ValueError(f"rule must be one of {sorted(SIMOTA_RULES)}, got {rule!r}")
+        self.geometry, self.center_radius = check_cost_arguments(
+            rule, center_radius, cls_weight, iou_weight, max_chunk_elements
+        )
         self.rule = rule
-        self.geometry = SIMOTA_RULES[rule]
-        self.center_radius = float(self.geometry.center_radius if center_radius is None else center_radius)
-        if not (self.center_radius > 0 and math.isfinite(self.center_radius)):
-            raise ValueError(f"center_radius must be a positive finite number, got {center_radius}")
-        if not (math.isfinite(cls_weight) and math.isfinite(iou_weight)):
-            raise ValueError(f"cls_weight and iou_weight must be finite, got {cls_weight}, {iou_weight}")
-        if int(max_chunk_elements) < 1:
-            raise ValueError(f"max_chunk_elements must be >= 1, got {max_chunk_elements}")
         self.cls_weight = float(cls_weight)
         self.iou_weight = float(iou_weight)
         self.max_chunk_elements = int(max_chunk_elements)
