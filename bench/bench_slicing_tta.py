@@ -114,6 +114,7 @@ def full_photo(cfg, args, rows, figures, notes):
         rows.append([f"full photo {size[1]}x{size[0]}, {len(source.boxes)} boxes", name, f"{network[1]}",
                      f"{ap:.1f}", f"{ap50:.1f}", str(len(instances)), ms.fmt()])  # fmt: skip
         figures.update({f"photo_{key}_ap": ap, f"photo_{key}_ap50": ap50, f"photo_{key}_ms": ms.median})
+    figures["photo_sliced_minus_whole_ap"] = figures["photo_sliced_ap"] - figures["photo_whole_ap"]
     notes.append(
         f"Full photo: AP / AP50 over up to {args.max_dets} detections (pycocotools, COCOevalMaxDets); "
         f"every pass at the {network[1]} px network input; time per photo, median of {args.runs}."

@@ -52,6 +52,22 @@ def test_run_all_summarises_targets_met_missed_and_missing():
     assert "## Benchmarks that failed" in text and "`data`: exit code 1" in text
 
 
+def test_run_all_gives_the_demo_checkpoint_to_the_benchmarks_that_score_a_trained_model(tmp_path):
+    run_all = _load("run_all")
+    names = ["forward", "deploy", "slicing_tta"]
+    logged = []
+    kept = run_all.with_demo_checkpoint(list(names), {}, str(tmp_path / "missing.pth"), logged.append)
+    assert kept == ["forward", "deploy"] and "leaving out slicing_tta" in logged[0]
+    ckpt = tmp_path / "model_final.pth"
+    ckpt.write_bytes(b"x")
+    extra = {"deploy": ["--runs", "3"]}
+    assert run_all.with_demo_checkpoint(list(names), extra, str(ckpt), logged.append) == names
+    assert extra == {"deploy": ["--runs", "3", "--checkpoint", str(ckpt)], "slicing_tta": ["--checkpoint", str(ckpt)]}
+    given = {"slicing_tta": ["--checkpoint", "other.pth"]}
+    assert run_all.with_demo_checkpoint(list(names), given, str(tmp_path / "missing.pth"), logged.append) == names
+    assert given["slicing_tta"] == ["--checkpoint", "other.pth"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("yolox") is None, reason="needs the official yolox==0.3.0")
 def test_forward_benchmark_runs_side_by_side_and_writes_json(tmp_path):
     out = tmp_path / "forward.json"
