@@ -22,7 +22,7 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 # Side-by-side benchmarks against the official YOLOX (timings, then the tree-dataset accuracy
-# comparison); writes bench/RESULTS.md. About an hour on a 2-core CPU: run it on an idle machine.
+# comparison); writes bench/RESULTS.md. About 80 minutes on a 2-core CPU (3 accuracy seeds): run it on an idle machine.
 bench: setup
 	$(PY) bench/run_all.py
 

@@ -111,14 +111,13 @@ def build_runtimes(model, size: int, workdir: str, args, notes: List[str]) -> Di
     if args.no_nncf:
         return engines
     try:
-        import nncf
+        import nncf  # noqa: F401  (the OpenVINO INT8 row needs it)
     except ImportError:
         notes.append("nncf is not installed: no OpenVINO INT8 row")
         return engines
-    dataset = nncf.Dataset([image[None] for image in calibration])
-    quantized = nncf.quantize(ov.Core().read_model(ir.xml_path), dataset, subset_size=len(calibration))
-    xml = os.path.join(workdir, "openvino", "model_int8.xml")
-    ov.save_model(quantized, xml, compress_to_fp16=False)
+    from yolox_d2.export.openvino_int8 import quantize_openvino_int8
+
+    xml = quantize_openvino_int8(ir.xml_path, os.path.join(workdir, "openvino", "model_int8.xml"), calibration)
     engines["openvino int8"] = OpenVINOEngine(xml, threads, (size, size))
     return engines
 

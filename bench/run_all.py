@@ -4,15 +4,15 @@ Run every side-by-side benchmark (yolox_d2 vs the official YOLOX 0.3.0) and writ
 ``bench/RESULTS.md``: the figures, the targets they are held to, the machine, the versions and
 the command behind each figure::
 
-    python bench/run_all.py                      # everything, CPU, 2 threads (~3 hours on 2 cores)
-    python bench/run_all.py --skip accuracy      # timings only (~25 minutes)
+    python bench/run_all.py                      # everything, CPU, 2 threads (~80 minutes on 2 cores)
+    python bench/run_all.py --skip accuracy      # timings only (~22 minutes)
     python bench/run_all.py --device cuda        # GPU timings (fp16 forward, batch 1 and 32)
 
 Each benchmark runs in its own process, one after the other (never two at once: they would
 slow each other down); run it on an otherwise idle machine (``uptime`` well under the core
 count). The accuracy comparison (``bench/accuracy_trees.py``: both implementations trained on
 the deepforest tree tiles, scored by the same pycocotools code) runs last; for each of its seeds
-(0 1 2) it trains the two sides concurrently, one thread each, and takes about 2 hours in all
+(0 1 2) it trains the two sides concurrently, one thread each, about 18 minutes per seed
 (``--extra 'accuracy=--seeds 0'`` for one seed).
 """
 import argparse

@@ -85,7 +85,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers (default: folded)")
     p.add_argument("--device", default="cpu", help="device to trace on (default cpu)")
     p.add_argument("--verify", action="store_true", help="compare the exported file with PyTorch")
-    p.add_argument("--int8", action="store_true", help="ONNX: also write <output>_int8.onnx (onnxruntime)")
+    p.add_argument("--int8", action="store_true", help="also write <output>_int8.onnx (onnxruntime) or, with --format openvino, <name>_int8.xml (NNCF)")
     p.add_argument("--calib-dataset", help="--int8: registered dataset of the calibration images")
     p.add_argument("--calib-images", type=int, default=100, help="--int8: calibration images (default 100)")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides key=value")

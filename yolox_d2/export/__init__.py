@@ -30,6 +30,7 @@ from .onnx import (
     onnxruntime_session,
     run_onnx,
 )
+from .openvino_int8 import openvino_detections, quantize_openvino_int8, quantize_openvino_int8_from_dataset
 from .openvino_ir import OpenVINOExport, export_openvino, verify_openvino
 from .preprocess import letterbox_batch
 from .quantize import (
@@ -82,6 +83,9 @@ __all__ = [
     "onnxruntime_session",
     "quantize_onnx_int8",
     "quantize_onnx_int8_from_dataset",
+    "quantize_openvino_int8",
+    "quantize_openvino_int8_from_dataset",
+    "openvino_detections",
     "resolve_format",
     "resolve_size",
     "run_onnx",

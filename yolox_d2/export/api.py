@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from ..engine.predictor import build_inference_model, inference_image_size
 from .onnx import DEFAULT_OPSET, export_onnx
 from .openvino_ir import export_openvino
+from .openvino_int8 import quantize_openvino_int8_from_dataset
 from .quantize import quantize_onnx_int8_from_dataset
 from .torchscript import export_torchscript
 from .verify import verify_export
@@ -66,8 +67,8 @@ def check_export_options(
             "static applies to ONNX only (and to OpenVINO, made from the ONNX graph): a traced "
             "TorchScript module is always dynamic"
         )
-    if int8 and format != "onnx":
-        raise ValueError(f"int8 quantizes an ONNX graph (format onnx), not {format}")
+    if int8 and format not in ("onnx", "openvino"):
+        raise ValueError(f"int8 quantizes an ONNX graph (onnxruntime) or an OpenVINO IR (NNCF), not {format}")
     if int8 and not calib_dataset:
         raise ValueError("int8 needs calib_dataset: a registered dataset whose images calibrate the INT8 ranges")
     if batch_size < 1:
@@ -147,8 +148,10 @@ def export_model(
         verify: run the exported file on inputs of two shapes (one when ``static``) and
             compare it with PyTorch.
         int8: also write ``<output stem>_int8.onnx``, quantized by onnxruntime
-            (:func:`~yolox_d2.export.quantize.quantize_onnx_int8_from_dataset`), and log its
-            agreement with the float32 graph on the calibration images.
+            (:func:`~yolox_d2.export.quantize.quantize_onnx_int8_from_dataset`), or with
+            ``format="openvino"`` the IR ``<name>_int8.xml`` quantized by NNCF
+            (:func:`~yolox_d2.export.openvino_int8.quantize_openvino_int8_from_dataset`), and
+            log its agreement with the float32 model on the calibration images.
         calib_dataset: with ``int8``: the registered dataset of the calibration images.
         calib_images: with ``int8``: how many of its images.
 
@@ -186,7 +189,14 @@ def export_model(
     if verify and fmt != "openvino":
         verify_export(wrapper, path, fmt, shapes=shapes)
     if fmt == "openvino":
-        return export_openvino(path, output, reference=wrapper if verify else None, verify_shapes=shapes).xml_path
+        xml_path = export_openvino(path, output, reference=wrapper if verify else None, verify_shapes=shapes).xml_path
+        if not int8:
+            return xml_path
+        result = quantize_openvino_int8_from_dataset(
+            xml_path, os.path.splitext(xml_path)[0] + "_int8.xml", calib_dataset, calib_images, hw, box_format=box_format
+        )
+        logger.info("Wrote %s", result)
+        return result.int8_path
     if int8:
         int8_path = os.path.splitext(path)[0] + "_int8.onnx"
         result = quantize_onnx_int8_from_dataset(path, int8_path, calib_dataset, calib_images, hw, box_format=box_format)

@@ -19,15 +19,13 @@ the PAFPN Resize), so that tensors flow between convolutions in int8; the box de
 sigmoids and NMS after the head's last convolutions stay float32 (:func:`network_node_names`),
 so boxes keep sub-pixel steps and scores stay continuous.
 
-Why onnxruntime QDQ rather than OpenVINO + NNCF INT8 (``nncf.quantize``, also tried): on the
-2-core development machine (AMD EPYC with AVX2, no VNNI), batch 1, 2 threads, 20 alternating
-runs of ``bench/bench_deploy.py`` with both calibrated on the same 8 letterboxed tree tiles,
-onnxruntime INT8 was the faster INT8 runtime. YOLOX-S at 640: onnxruntime INT8 median 655 ms
-(min 333) vs OpenVINO INT8 861 ms (min 515), against 1424 ms (min 1098) for onnxruntime fp32;
-Nano at 416: 31 ms (min 22) vs 89 ms (min 28). The machine was shared and loaded (load
-average 5-8 on 2 cores), so the absolute figures are high and noisy, but the order held on
-every row. The INT8 graph also runs in the same runtime (and the same file format) as the
-float32 export, and its calibration took about a third of NNCF's (S at 640: ~50 s vs ~130 s).
+OpenVINO + NNCF INT8 (:mod:`yolox_d2.export.openvino_int8`, ``--format openvino --int8``) is the
+other INT8 path; which one is faster and which keeps more AP depends on the CPU (that module's
+docstring gives the measurements). On a loaded 2-core AMD EPYC with AVX2 (no VNNI), 2 threads,
+both calibrated on the same 8 tree tiles, onnxruntime INT8 was the faster: YOLOX-S at 640
+655 ms vs 861 ms for OpenVINO INT8 (1424 ms onnxruntime fp32), and its calibration took about a
+third of NNCF's (S at 640: ~50 s vs ~130 s). On an idle AVX-512 machine NNCF was faster and kept
+more AP.
 """
 
 import logging
