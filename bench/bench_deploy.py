@@ -207,6 +207,8 @@ def measure(label: str, model, size: int, args, rows, figures, notes, evaluate: 
         rows.append(row)
     if "onnxruntime int8" in times:
         figures[f"{label.split('@')[0]}_ort_int8_speedup"] = base / statistics.median(times["onnxruntime int8"])
+    if "openvino int8" in times:
+        figures[f"{label.split('@')[0]}_ov_int8_speedup"] = base / statistics.median(times["openvino int8"])
 
 
 def main(argv=None):

@@ -70,6 +70,8 @@ TARGETS: List[Tuple[str, str, str, str, float]] = [
     ("coco_eval", "coco_eval_speedup", "COCO scoring, COCO-val size: pycocotools / faster-coco-eval time", ">=", 5.0),
     ("deploy", "s_ort_int8_speedup", "S@640 onnxruntime: fp32 / INT8 time", ">=", 1.8),
     ("deploy", "yolox_nano_trees_onnxruntime_int8_ap50_loss_vs_pytorch", "Trees model, onnxruntime INT8: AP50 lost against PyTorch", "<=", 1.0),
+    ("deploy", "s_ov_int8_speedup", "S@640: onnxruntime fp32 / OpenVINO INT8 time", ">=", 1.8),
+    ("deploy", "yolox_nano_trees_openvino_int8_ap50_loss_vs_pytorch", "Trees model, OpenVINO INT8: AP50 lost against PyTorch", "<=", 1.0),
     ("slicing_tta", "photo_sliced_minus_whole_ap", "Full validation photo: sliced AP minus whole-image AP", ">", 0.0),
     ("train_loop", "nano_loop_ratio", "Nano@416 training loop, batch 8, 2 workers: ours / official images/s", ">=", 1.5),
     ("train_loop", "nano_pss_ratio", "Nano@416 training loop: ours / official peak memory (PSS, process tree)", "<=", 1.0),
