@@ -244,6 +244,11 @@ def test_center_matcher_rejects_bad_arguments():
     boxes, classes, valid = _objects()
     with pytest.raises(ValueError, match="2 level_size_ranges but the model has 3 levels"):
         _assign(CenterMatcher(level_size_ranges=((0, 64), (64, math.inf))), boxes, classes, valid)
+    # input shapes are checked as for the SimOTA matchers (the shared check names the argument)
+    with pytest.raises(ValueError, match="gt_valid must be a bool tensor"):
+        _assign(CenterMatcher(), boxes, classes, valid.long())
+    with pytest.raises(ValueError, match="gt_classes must be"):
+        _assign(CenterMatcher(), boxes, classes[:, :2], valid)
 
 
 def test_simota_is_still_the_default_assigner(repo_root):

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .box_ops import aligned_box_iou, box_areas
-from .simota import SimOTAAssignment
+from .simota import SimOTAAssignment, check_assignment_inputs
 
 __all__ = ["CenterMatcher", "DEFAULT_LEVEL_SIZE_RANGES"]
 
@@ -79,6 +79,9 @@ class CenterMatcher:
         Args: as :meth:`SimOTAMatcher.__call__`; only the predicted boxes are read (for
         ``matched_iou``), not the scores.
         """
+        check_assignment_inputs(
+            pred_boxes, cls_logits, obj_logits, anchor_points, anchor_strides, gt_boxes, gt_classes, gt_valid
+        )
         B, A = pred_boxes.shape[:2]
         G = gt_boxes.shape[1]
         device = pred_boxes.device

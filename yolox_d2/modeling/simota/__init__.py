@@ -20,7 +20,14 @@ orchestrated by :class:`SimOTAMatcher` (:mod:`.matcher`). :class:`OneToOneMatche
 (:mod:`.one_to_one`) reuses steps 1-2 for the one positive per object of end-to-end YOLOX.
 """
 
-from .matcher import SIMOTA_RULES, SimOTAAssignment, SimOTAMatcher, SimOTARule
+from .matcher import SIMOTA_RULES, SimOTAAssignment, SimOTAMatcher, SimOTARule, check_assignment_inputs
 from .one_to_one import OneToOneMatcher
 
-__all__ = ["OneToOneMatcher", "SIMOTA_RULES", "SimOTAAssignment", "SimOTAMatcher", "SimOTARule"]
+__all__ = [
+    "OneToOneMatcher",
+    "SIMOTA_RULES",
+    "SimOTAAssignment",
+    "SimOTAMatcher",
+    "SimOTARule",
+    "check_assignment_inputs",
+]
