@@ -25,14 +25,14 @@ import os
 from typing import Optional, Union
 
 import numpy as np
-import torch
 
-from .wrapper import detections_from_predictions
 from .quantize import (
     DEFAULT_MAX_DETECTIONS,
     DEFAULT_NMS_THRESH,
+    DEFAULT_SCORE_THRESH,
     Int8Result,
     calibration_images_from_dataset,
+    detections_from_graph_outputs,
     int8_agreement,
 )
 
@@ -92,7 +92,7 @@ def openvino_detections(
     images: np.ndarray,
     *,
     box_format: str = "xyxy",
-    score_thresh: float = 0.3,
+    score_thresh: float = DEFAULT_SCORE_THRESH,
     nms_thresh: float = DEFAULT_NMS_THRESH,
     max_detections: int = DEFAULT_MAX_DETECTIONS,
     num_threads: Optional[int] = None,
@@ -113,18 +113,10 @@ def openvino_detections(
     config = {} if num_threads is None else {"INFERENCE_NUM_THREADS": int(num_threads)}
     compiled = ov.Core().compile_model(os.fspath(xml_path), "CPU", config)
     names = [next(iter(o.get_names()), "") for o in compiled.outputs]
-    (output,) = compiled(np.ascontiguousarray(images, dtype=np.float32)).values()
-    if names == ["detections"]:
-        return output[output[:, 5] >= score_thresh]
-    if names != ["predictions"] or output.ndim != 3:
-        raise ValueError(f"Expected a 'decoded' or 'nms' YOLOX IR, got outputs {names}")
-    return detections_from_predictions(
-        torch.from_numpy(np.ascontiguousarray(output)),
-        box_format=box_format,
-        score_thresh=score_thresh,
-        nms_thresh=nms_thresh,
-        max_detections=max_detections,
-    ).numpy()
+    outputs = list(compiled(np.ascontiguousarray(images, dtype=np.float32)).values())
+    return detections_from_graph_outputs(
+        names, outputs, box_format=box_format, score_thresh=score_thresh, nms_thresh=nms_thresh, max_detections=max_detections
+    )
 
 
 def quantize_openvino_int8_from_dataset(

@@ -247,12 +247,32 @@ def onnx_detections(
     """
     outputs = run_onnx(session, images)
     names = [o.name for o in session.get_outputs()]
+    return detections_from_graph_outputs(
+        names, outputs, box_format=box_format, score_thresh=score_thresh, nms_thresh=nms_thresh, max_detections=max_detections
+    )
+
+
+def detections_from_graph_outputs(
+    names: Sequence[str],
+    outputs: Sequence[np.ndarray],
+    *,
+    box_format: str = "xyxy",
+    score_thresh: float = DEFAULT_SCORE_THRESH,
+    nms_thresh: float = DEFAULT_NMS_THRESH,
+    max_detections: int = DEFAULT_MAX_DETECTIONS,
+) -> np.ndarray:
+    """
+    The (K, 7) detection rows of an exported graph's outputs, whatever ran it: a ``"nms"``
+    graph's ``detections`` filtered at ``score_thresh``, or a ``"decoded"`` graph's
+    ``predictions`` through YOLOX's post-processing (arguments as :func:`onnx_detections`).
+    """
+    names = list(names)
     if names == ["detections"]:
         return outputs[0][outputs[0][:, 5] >= score_thresh]
     if names != ["predictions"] or outputs[0].ndim != 3:
         raise ValueError(f"Expected a 'decoded' or 'nms' YOLOX graph, got outputs {names}")
     return detections_from_predictions(
-        torch.from_numpy(outputs[0]),
+        torch.from_numpy(np.ascontiguousarray(outputs[0])),
         box_format=box_format,
         score_thresh=score_thresh,
         nms_thresh=nms_thresh,
