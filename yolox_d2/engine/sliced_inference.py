@@ -166,15 +166,16 @@ def covered_pieces(
     boxes = merged.pred_boxes.tensor
     pieces, whole = torch.nonzero(cut).squeeze(1), torch.nonzero(~cut).squeeze(1)
     whole_boxes = Boxes(boxes[whole])
+    whole_source, whole_classes = source[whole][None, :], merged.pred_classes[whole][None, :]
     dropped = []
     for start in range(0, len(pieces), _PIECE_BLOCK):
         block = pieces[start : start + _PIECE_BLOCK]
-        inside = pairwise_intersection(Boxes(boxes[block]), whole_boxes)
-        area = Boxes(boxes[block]).area().clamp(min=1e-6)
-        covers = inside >= containment_thresh * area[:, None]
-        covers &= source[block][:, None] != source[whole][None, :]
+        piece_boxes = Boxes(boxes[block])
+        inside = pairwise_intersection(piece_boxes, whole_boxes)
+        covers = inside >= containment_thresh * piece_boxes.area().clamp(min=1e-6)[:, None]
+        covers &= source[block][:, None] != whole_source
         if not class_agnostic:
-            covers &= merged.pred_classes[block][:, None] == merged.pred_classes[whole][None, :]
+            covers &= merged.pred_classes[block][:, None] == whole_classes
         dropped.append(block[covers.any(dim=1)])
     return torch.cat(dropped)
 
