@@ -137,16 +137,12 @@ def resolved_config(model: str, batch: int, workers: int, seed: int, max_iter: i
 
 def multiscale_plan(cfg, max_iter: int) -> List[int]:
     """Our ``MultiScaleHook``'s sizes (square, px) for windows 1, 2, ... of a ``max_iter`` run."""
-    from yolox_d2.engine.multiscale import MultiScaleHook, multiscale_sizes
+    from yolox_d2.engine.defaults import build_multiscale_hook
 
     ms = cfg.train.multiscale
-    if not ms.enabled or int(ms.period) != 10:
-        raise SystemExit("expected multi-scale training with period 10 (the official rule) in the config")
-    base = tuple(cfg.dataloader.train.dataset.image_size)
-    hook = MultiScaleHook(
-        multiscale_sizes(base, ms.range, ms.step, random_size=ms.random_size),
-        period=ms.period, initial_size=base, seed=cfg.train.seed,
-    )  # fmt: skip
+    if not ms.enabled or int(ms.period) != 10 or cfg.train.seed < 0:
+        raise SystemExit("expected seeded multi-scale training with period 10 (the official rule) in the config")
+    hook = build_multiscale_hook(cfg)  # the hook our training builds
     sizes = []
     for window in range(1, max(1, math.ceil(max_iter / 10))):
         h, w = hook.size_for_window(window)

@@ -57,6 +57,7 @@ __all__ = [
     "build_train_loader",
     "build_ema",
     "build_trainer",
+    "build_multiscale_hook",
     "build_hooks",
     "do_test",
     "do_train",
@@ -169,6 +170,22 @@ def build_trainer(
     return trainer
 
 
+def build_multiscale_hook(cfg) -> Optional[MultiScaleHook]:
+    """The recipe's multi-scale hook from ``cfg.train.multiscale`` (``None`` when disabled),
+    around the training size ``dataloader.train.dataset.image_size``, seeded by
+    ``train.seed`` (random when negative)."""
+    multiscale = cfg.train.multiscale
+    if not multiscale.enabled:
+        return None
+    base_size = tuple(cfg.dataloader.train.dataset.image_size)
+    return MultiScaleHook(
+        multiscale_sizes(base_size, multiscale.range, multiscale.step, random_size=multiscale.random_size),
+        period=multiscale.period,
+        initial_size=base_size,
+        seed=cfg.train.seed if cfg.train.seed >= 0 else None,
+    )
+
+
 def build_hooks(
     cfg, trainer: TrainerBase, train_dataset, ema: Optional[ModelEMA] = None
 ) -> List[HookBase]:
@@ -192,8 +209,7 @@ def build_hooks(
     # The no-augmentation phase turns Mosaic/MixUp off for any detector; its extra L1 loss is
     # YOLOX's own (Detectron2's RetinaNet, FCOS, ... have none to switch on).
     set_l1_loss = None if hasattr(unwrap_model(model), "use_l1_loss") else (lambda enabled: None)
-    max_iter, multiscale = cfg.train.max_iter, cfg.train.multiscale
-    base_size = tuple(cfg.dataloader.train.dataset.image_size)
+    max_iter = cfg.train.max_iter
     eval_function = lambda: do_test(cfg, model)  # noqa: E731
     if ema is not None:
         eval_function = ema_eval_function(eval_function, model, ema)
@@ -207,16 +223,7 @@ def build_hooks(
         YOLOXModeSwitchHook.from_dataset(max_iter - cfg.train.no_aug_iters, train_dataset, set_l1_loss),
         # 3. before PeriodicCheckpointer (its state, the seed, is saved with the trainer);
         #    on every rank (rank 0's size is broadcast).
-        MultiScaleHook(
-            multiscale_sizes(
-                base_size, multiscale.range, multiscale.step, random_size=multiscale.random_size
-            ),
-            period=multiscale.period,
-            initial_size=base_size,
-            seed=cfg.train.seed if cfg.train.seed >= 0 else None,
-        )
-        if multiscale.enabled
-        else None,
+        build_multiscale_hook(cfg),
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
         if comm.is_main_process()
         else None,
