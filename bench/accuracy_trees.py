@@ -4,7 +4,7 @@ Accuracy side by side: YOLOX-Nano trained from scratch by yolox_d2 and by the of
 (PyPI ``yolox==0.3.0``) on the embedded tree dataset, same schedule, same input size, scored
 by one pycocotools function on the same validation split::
 
-    python bench/accuracy_trees.py                   # the config's 1000 iterations, seeds 0 1 2 (~30-40 min a seed)
+    python bench/accuracy_trees.py                   # the config's 1600 iterations, seeds 0 1 2 (~15-20 min a seed)
     python bench/accuracy_trees.py --iters 200 --seeds 0 --json out.json
 
 * yolox_d2: ``tools/lazyconfig_train_net.py --config-file configs/deepforest/yolox_nano_trees.py``
@@ -18,8 +18,9 @@ by one pycocotools function on the same validation split::
   tiles without a box are dropped by Detectron2's ``filter_empty`` rule, on both sides).
 
 Same settings on both sides, all read from the trees config: batch 8, base lr
-``optimizer.lr`` (official ``basic_lr_per_img = lr / batch``), input 416 with multi-scale
-``train.multiscale.random_size`` x 32 (320-512) every 10 iterations, quadratic warm-up and
+``optimizer.lr`` (official ``basic_lr_per_img = lr / batch``), the input size
+``dataloader.train.dataset.image_size`` (320) with multi-scale ``train.multiscale.random_size``
+x 32 (288-352) every 10 iterations, quadratic warm-up and
 constant no-aug tail as fractions of the run (``lr_multiplier``), the no-augmentation phase
 (mosaic off, L1 on) for the last ``train.no_aug_iters``, mosaic prob / scale, no MixUp, EMA
 ``decay * (1 - exp(-updates / tau))`` with ``train.ema`` (0.99, 50; the official ModelEMA's
@@ -36,7 +37,7 @@ For each seed the two trainings run concurrently (two subprocesses, ``OMP_NUM_TH
 each), each with its own log; their wall time and s / iteration are informative only (they
 share the machine with each other). Evaluation (in this process, after both finished): the EMA
 weights of both (ours through ``build_inference_model``, as our evaluation does; official:
-the saved ``ModelEMA.ema``), test size 416, score threshold 0.001, NMS 0.65, at most 100
+the saved ``ModelEMA.ema``), test size = the training size (320), score threshold 0.001, NMS 0.65, at most 100
 detections per image, each side's own preprocessing / decoding (ours: ``YOLOXTestMapper`` +
 the model's inference; official: ``ValTransform(legacy=False)`` + ``yolox.utils.postprocess``),
 detections mapped back to the original image, then one ``COCOeval`` on the same ground-truth
@@ -60,7 +61,6 @@ from benchlib import REPO_ROOT, Report, command_line, finish, machine_info
 CONFIG = os.path.join("configs", "deepforest", "yolox_nano_trees.py")
 TRAIN_DATASET = "deepforest_trees_train"
 VAL_DATASET = "deepforest_trees_val"
-TEST_SIZE = 416
 CONF_THRESH = 0.001
 NMS_THRESH = 0.65
 MAX_DETS = 100
@@ -355,9 +355,10 @@ def predict_ours(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[int]
     cfg.model.test_score_thresh = CONF_THRESH
     cfg.model.test_nms_thresh = NMS_THRESH
     cfg.model.max_detections_per_image = MAX_DETS
-    cfg.model.test_square_size = TEST_SIZE
+    size = test_size()
+    cfg.model.test_square_size = size
     model = build_inference_model(cfg, device="cpu", fuse=False)
-    mapper = YOLOXTestMapper(image_size=(TEST_SIZE, TEST_SIZE))
+    mapper = YOLOXTestMapper(image_size=(size, size))
     out = []
     with torch.no_grad():
         for d in dicts:
@@ -385,14 +386,15 @@ def predict_official(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[
 
     model = build_official_model(len(json_ids), checkpoint)
     transform = ValTransform(legacy=False)
+    size = test_size()
     out = []
     with torch.no_grad():
         for d in dicts:
             img = cv2.imread(d["file_name"])
             if img is None:
                 raise OSError(f"cannot read {d['file_name']}")
-            tensor, _ = transform(img, None, (TEST_SIZE, TEST_SIZE))
-            ratio = min(TEST_SIZE / img.shape[0], TEST_SIZE / img.shape[1])
+            tensor, _ = transform(img, None, (size, size))
+            ratio = min(size / img.shape[0], size / img.shape[1])
             outputs = model(torch.from_numpy(tensor).unsqueeze(0))
             det = postprocess(outputs, len(json_ids), CONF_THRESH, NMS_THRESH, class_agnostic=False)[0]
             dets = []
@@ -436,6 +438,11 @@ def coco_ap(gt_json: str, detections: List[dict]) -> Dict[str, float]:
         "AP75": 100 * float(ev.stats[2]),
         "detections": len(detections),
     }
+
+
+def test_size() -> int:
+    """The test letterbox of both sides: the trees config's training size, as our evaluation uses."""
+    return int(load_config().dataloader.train.dataset.image_size[0])
 
 
 def evaluate_both(ours_ckpt: str, official_ckpt: str, gt_json: str) -> Dict[str, Dict[str, float]]:
@@ -631,7 +638,7 @@ def main(argv=None) -> None:
         "official: `bench/official_train.py`, a CPU port of the official Trainer loop with the official "
         "Exp / data pipeline / optimizer / LR scheduler / ModelEMA (yolox 0.3.0).",
         f"Scored by one pycocotools COCOeval on `{VAL_DATASET}` (16 tiles, 546 boxes; split by source photo), "
-        f"EMA weights, test size {TEST_SIZE}, conf {CONF_THRESH}, NMS {NMS_THRESH}, <= {MAX_DETS} detections "
+        f"EMA weights, test size {sched['input_size']}, conf {CONF_THRESH}, NMS {NMS_THRESH}, <= {MAX_DETS} detections "
         "per image, each side's own preprocessing and decoding.",
         "Both trainings of a seed ran at the same time on the same machine, one torch thread each: the times "
         "are informative (contended), not a speed benchmark.",

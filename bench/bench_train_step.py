@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import benchlib
+from bench_forward import S_GFLOPS_AT_640, measure_peak_gflops
 from benchlib import REPO_ROOT, Report, Stats, alternate, command_line, finish, set_threads
 
 
@@ -55,6 +56,11 @@ def official_targets(boxes, classes, max_labels=120):
     t[:, :g, 1:3] = (boxes[..., :2] + boxes[..., 2:]) / 2
     t[:, :g, 3:5] = boxes[..., 2:] - boxes[..., :2]
     return t
+
+
+def training_step_gflops(batch: int, size: int) -> float:
+    """GFLOPs of one YOLOX-S training step: forward + backward, counted as 3 x the forward."""
+    return 3 * S_GFLOPS_AT_640 * (size / 640) ** 2 * batch
 
 
 def ours_inputs(images, boxes, classes):
@@ -119,10 +125,31 @@ def main(argv=None):
             so, su = Stats.of(times["official"]), Stats.of(times["ours"])
             r = su.median / so.median
             figures[f"b{batch}_g{num_gts}_ratio"] = r
+            step_gflops = training_step_gflops(batch, args.size)
+            figures[f"b{batch}_g{num_gts}_gflops_per_s_ours"] = step_gflops / (su.median / 1e3)
+            figures[f"b{batch}_g{num_gts}_gflops_per_s_official"] = step_gflops / (so.median / 1e3)
             rows.append([
                 str(batch), str(num_gts), so.fmt(), su.fmt(), f"**{r:.2f}x**",
                 f"{losses['official']:.4f} / {losses['ours']:.4f}",
             ])
+    if device == "cpu":
+        peak = max(measure_peak_gflops(args.threads).values())
+        figures["matmul_peak_gflops"] = peak
+        shares = []
+        for batch in args.batch_sizes:
+            for num_gts in args.num_gts:
+                case = f"b{batch}_g{num_gts}"
+                for side in ("ours", "official"):
+                    figures[f"{case}_peak_fraction_{side}"] = figures[f"{case}_gflops_per_s_{side}"] / peak
+                shares.append(
+                    f"batch {batch} / {num_gts} gts: yolox_d2 {100 * figures[f'{case}_peak_fraction_ours']:.0f}%, "
+                    f"official {100 * figures[f'{case}_peak_fraction_official']:.0f}%"
+                )
+        notes.append(
+            f"Share of the measured fp32 GEMM peak ({peak:.0f} GFLOP/s, `bench_forward.measure_peak_gflops`) "
+            "reached by forward + backward, counted as 3 x the forward's 26.8 GFLOPs per 640 image "
+            "(backward = input and weight gradients, each as large as the forward): " + "; ".join(shares) + "."
+        )
     notes.append(
         "The official total loss is iou*5 + obj + cls (+ l1) over num_fg; ours returns the same "
         "terms as a dict (see `yolox_d2.modeling.losses`); first-step totals should agree to "

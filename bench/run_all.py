@@ -51,13 +51,14 @@ BENCHMARKS: Dict[str, Tuple[str, bool, Optional[List[str]]]] = {
 DEMO_CHECKPOINT = os.path.join(REPO_ROOT, "output", "yolox_nano_trees", "model_final.pth")
 CHECKPOINT_BENCHMARKS: Dict[str, bool] = {"deploy": False, "slicing_tta": True}
 
-# (benchmark, figure, description, comparison, threshold): the targets of issue #4, on the CPU.
+# (benchmark, figure, description, comparison, threshold): the targets of issues #4 and #14, on
+# the CPU (#14 tightened the S forward and the batch 2 / 10 gts step from 0.7 / 0.8 to 0.6).
 TARGETS: List[Tuple[str, str, str, str, float]] = [
-    ("forward", "s_plain_b1_ratio", "S@640 forward, plain BN: ours / official time", "<=", 0.7),
-    ("forward", "s_fused_b1_ratio", "S@640 forward, fused BN: ours / official time", "<=", 0.7),
+    ("forward", "s_plain_b1_ratio", "S@640 forward, plain BN: ours / official time", "<=", 0.6),
+    ("forward", "s_fused_b1_ratio", "S@640 forward, fused BN: ours / official time", "<=", 0.6),
     ("simota", "legacy_b8_g50_speedup", "SimOTA 2021 rule, batch 8 x 50 gts: official / ours time", ">=", 10.0),
     ("simota", "2023_b8_g50_speedup", "SimOTA 2023 rule, batch 8 x 50 gts: official / ours time", ">=", 3.0),
-    ("train_step", "b2_g10_ratio", "S@640 training iteration, batch 2, 10 gts: ours / official time", "<=", 0.8),
+    ("train_step", "b2_g10_ratio", "S@640 training iteration, batch 2, 10 gts: ours / official time", "<=", 0.6),
     ("train_step", "b2_g50_ratio", "S@640 training iteration, batch 2, 50 gts: ours / official time", "<=", 0.8),
     ("train_step", "b4_g10_ratio", "S@640 training iteration, batch 4, 10 gts: ours / official time", "<=", 0.8),
     ("train_step", "b4_g50_ratio", "S@640 training iteration, batch 4, 50 gts: ours / official time", "<=", 0.8),
@@ -161,7 +162,7 @@ def compose(reports: Dict[str, dict], failures: Dict[str, str], machine: Dict[st
         "",
     ]
     out += [f"- {k}: {v}" for k, v in machine.items()]
-    out += ["", "## Targets (issue #4)", ""] + target_table(reports)
+    out += ["", "## Targets (issues #4 and #14)", ""] + target_table(reports)
     acc = accuracy_table(reports.get("accuracy"))
     if acc:
         out += ["", "## Accuracy side by side", ""] + acc

@@ -60,4 +60,4 @@ def test_overriding_the_train_size_moves_the_test_sizes(name):
 
 
 def test_the_tree_demo_states_its_size_once():
-    assert _sizes(_load("deepforest/yolox_nano_trees.py")) == ((416, 416), (416, 416), 416)
+    assert _sizes(_load("deepforest/yolox_nano_trees.py")) == ((320, 320), (320, 320), 320)

@@ -94,14 +94,14 @@ def test_configs_and_from_epochs_share_one_epoch_conversion(repo_root):
     assert epochs_to_fractions(300, 5, 15) == {"warmup_fraction": 5 / 300, "no_aug_fraction": 15 / 300}
     with pytest.raises(ValueError, match="total_epochs"):
         epochs_to_fractions(0)
-    # configs/deepforest/yolox_nano_trees.py: train.schedule of 125 epochs, warm-up 5, no-aug 15,
+    # configs/deepforest/yolox_nano_trees.py: train.schedule of 200 epochs, warm-up 5, no-aug 15,
     # resolved for its 66 training tiles at 8 per batch (8 iterations per epoch)
     cfg = LazyConfig.load(str(repo_root / "configs" / "deepforest" / "yolox_nano_trees.py"))
     resolve_schedule(cfg, dataset_length=66).apply(cfg)
-    scheduler = YOLOXWarmCosineParamScheduler.from_epochs(125, warmup_epochs=5, no_aug_epochs=15)
-    assert cfg.lr_multiplier.warmup_fraction == scheduler.warmup_fraction == 5 / 125
-    assert cfg.lr_multiplier.no_aug_fraction == scheduler.no_aug_fraction == 15 / 125
-    assert (cfg.train.max_iter, cfg.train.no_aug_iters, cfg.train.eval_period) == (1000, 120, 1000)
+    scheduler = YOLOXWarmCosineParamScheduler.from_epochs(200, warmup_epochs=5, no_aug_epochs=15)
+    assert cfg.lr_multiplier.warmup_fraction == scheduler.warmup_fraction == 5 / 200
+    assert cfg.lr_multiplier.no_aug_fraction == scheduler.no_aug_fraction == 15 / 200
+    assert (cfg.train.max_iter, cfg.train.no_aug_iters, cfg.train.eval_period) == (1600, 120, 1600)
 
 
 def test_lr_multiplier_reproduces_official_trainer_lrs():

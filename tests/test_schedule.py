@@ -20,11 +20,11 @@ def _cfg(config_file, overrides=()):
 
 def test_trees_and_coco_resolve_to_the_numbers_of_the_epoch_schedules():
     trees = resolve_schedule(_cfg(TREES_CFG), TREES_TRAIN_LENGTH)
-    # 66 tiles // 8 = 8 iterations per epoch, 125 epochs; lr 0.16 per 64 images at batch 8
-    assert (trees.iters_per_epoch, trees.max_iter, trees.no_aug_iters) == (8, 1000, 120)
-    assert (trees.eval_period, trees.checkpoint_period) == (1000, 1000)
+    # 66 tiles // 8 = 8 iterations per epoch, 200 epochs; lr 0.16 per 64 images at batch 8
+    assert (trees.iters_per_epoch, trees.max_iter, trees.no_aug_iters) == (8, 1600, 120)
+    assert (trees.eval_period, trees.checkpoint_period) == (1600, 1600)
     assert trees.lr == pytest.approx(0.01 * 8 / 64 * 16)
-    assert (trees.warmup_fraction, trees.no_aug_fraction) == (5 / 125, 15 / 125)
+    assert (trees.warmup_fraction, trees.no_aug_fraction) == (5 / 200, 15 / 200)
     assert trees.multiscale_period == 10
 
     coco = resolve_schedule(_cfg("configs/yolox_s.py"), COCO_TRAIN_LENGTH, world_size=8)
@@ -36,9 +36,9 @@ def test_trees_and_coco_resolve_to_the_numbers_of_the_epoch_schedules():
 
     cfg = _cfg(TREES_CFG)
     trees.apply(cfg)
-    assert (cfg.train.max_iter, cfg.train.no_aug_iters, cfg.train.eval_period) == (1000, 120, 1000)
-    assert cfg.train.checkpointer.period == 1000 and cfg.optimizer.lr == pytest.approx(0.02)
-    assert cfg.lr_multiplier.warmup_fraction == 5 / 125
+    assert (cfg.train.max_iter, cfg.train.no_aug_iters, cfg.train.eval_period) == (1600, 120, 1600)
+    assert cfg.train.checkpointer.period == 1600 and cfg.optimizer.lr == pytest.approx(0.02)
+    assert cfg.lr_multiplier.warmup_fraction == 5 / 200
 
 
 def test_twice_the_total_batch_gives_half_the_iterations_and_twice_the_lr():
@@ -62,11 +62,11 @@ def test_explicit_values_win_and_are_logged(caplog):
         schedule = resolve_schedule(cfg, TREES_TRAIN_LENGTH)
         schedule.apply(cfg)
     assert (schedule.max_iter, schedule.lr, schedule.eval_period) == (2000, 0.05, 300)
-    # the other phases keep their share of the run: 15 of 125 epochs, 125 of 125
-    assert (schedule.no_aug_iters, schedule.checkpoint_period) == (240, 2000)
+    # the other phases keep their share of the run: 15 of 200 epochs, 200 of 200
+    assert (schedule.no_aug_iters, schedule.checkpoint_period) == (150, 2000)
     assert (cfg.train.max_iter, cfg.optimizer.lr) == (2000, 0.05)
     text = caplog.text
-    assert "train.max_iter=2000 given: kept (train.schedule: 125 epochs x 8 = 1000 iterations)" in text
+    assert "train.max_iter=2000 given: kept (train.schedule: 200 epochs x 8 = 1600 iterations)" in text
     assert "optimizer.lr=0.05 given: kept (train.schedule would give 0.02 for a total batch of 8)" in text
     assert "train.eval_period=300 given: kept" in text
     assert text.count("Schedule: 66 training images / total batch 8") == 1
@@ -75,9 +75,9 @@ def test_explicit_values_win_and_are_logged(caplog):
 def test_short_max_iter_shrinks_the_phases_or_names_the_keys():
     schedule = resolve_schedule(_cfg(TREES_CFG, ["train.max_iter=4"]), TREES_TRAIN_LENGTH)
     assert schedule.max_iter == 4
-    assert schedule.no_aug_iters == 0  # 15 / 125 x 4 = 0.48
+    assert schedule.no_aug_iters == 0  # 15 / 200 x 4 = 0.3
     assert (schedule.eval_period, schedule.checkpoint_period) == (4, 4)
-    assert schedule.warmup_fraction * schedule.max_iter == pytest.approx(0.16)
+    assert schedule.warmup_fraction * schedule.max_iter == pytest.approx(0.1)
     with pytest.raises(ValueError, match=r"train.no_aug_iters=120 must be >= 0 and < train.max_iter=4"):
         resolve_schedule(_cfg(TREES_CFG, ["train.max_iter=4", "train.no_aug_iters=120"]), TREES_TRAIN_LENGTH)
 
@@ -116,8 +116,8 @@ def test_train_tool_with_a_short_max_iter_trains(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     assert log.count("Schedule: 66 training images / total batch 2 (2 per worker x 1 worker(s)) = 33 iterations per epoch") == 1
-    assert "max_iter=4, warm-up 0.16 iterations, no_aug_iters=0, eval_period=4, checkpointer.period=4" in log
-    assert "train.max_iter=4 given: kept (train.schedule: 125 epochs x 33 = 4125 iterations)" in log
+    assert "max_iter=4, warm-up 0.1 iterations, no_aug_iters=0, eval_period=4, checkpointer.period=4" in log
+    assert "train.max_iter=4 given: kept (train.schedule: 200 epochs x 33 = 6600 iterations)" in log
     metrics = read_metrics(tmp_path)
     assert sorted(m["iteration"] for m in metrics if "total_loss" in m) == [0, 1, 2, 3]
     # lr 0.16 per 64 images at a total batch of 2

@@ -61,7 +61,7 @@ def test_build_hooks_gives_the_recipe_hooks_in_order(tmp_path):
     ]
     assert recipe[2].ema is ema
     assert recipe[3].switch_iter == cfg.train.max_iter - 7
-    assert recipe[4].initial_size == (416, 416) and recipe[4].sizes[0] == (320, 320)
+    assert recipe[4].initial_size == (320, 320) and recipe[4].sizes[0] == (288, 288)
 
     cfg.train.ema.enabled = False
     cfg.train.multiscale.enabled = False
