@@ -342,7 +342,7 @@ def _top(dets: List[dict]) -> List[dict]:
     return sorted(dets, key=lambda d: -d["score"])[:MAX_DETS]
 
 
-def predict_ours(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[int]) -> List[dict]:
+def predict_ours(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[int], size: int) -> List[dict]:
     """COCO detections of our model (EMA weights via build_inference_model), original coords."""
     import torch
 
@@ -355,7 +355,6 @@ def predict_ours(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[int]
     cfg.model.test_score_thresh = CONF_THRESH
     cfg.model.test_nms_thresh = NMS_THRESH
     cfg.model.max_detections_per_image = MAX_DETS
-    size = test_size()
     cfg.model.test_square_size = size
     model = build_inference_model(cfg, device="cpu", fuse=False)
     mapper = YOLOXTestMapper(image_size=(size, size))
@@ -375,7 +374,7 @@ def predict_ours(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[int]
     return out
 
 
-def predict_official(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[int]) -> List[dict]:
+def predict_official(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[int], size: int) -> List[dict]:
     """COCO detections of the official model (ValTransform + postprocess), original coords."""
     import cv2
     import torch
@@ -386,7 +385,6 @@ def predict_official(checkpoint: str, dicts: Sequence[dict], json_ids: Sequence[
 
     model = build_official_model(len(json_ids), checkpoint)
     transform = ValTransform(legacy=False)
-    size = test_size()
     out = []
     with torch.no_grad():
         for d in dicts:
@@ -440,20 +438,17 @@ def coco_ap(gt_json: str, detections: List[dict]) -> Dict[str, float]:
     }
 
 
-def test_size() -> int:
-    """The test letterbox of both sides: the trees config's training size, as our evaluation uses."""
-    return int(load_config().dataloader.train.dataset.image_size[0])
-
-
-def evaluate_both(ours_ckpt: str, official_ckpt: str, gt_json: str) -> Dict[str, Dict[str, float]]:
+def evaluate_both(ours_ckpt: str, official_ckpt: str, gt_json: str, size: int) -> Dict[str, Dict[str, float]]:
+    """AP of both EMA models, each letterboxed to ``size`` (the trees config's training size, as
+    our evaluation uses)."""
     from detectron2.data import DatasetCatalog
 
     with open(gt_json) as f:
         categories = sorted(c["id"] for c in json.load(f)["categories"])
     dicts = DatasetCatalog.get(VAL_DATASET)
     return {
-        "ours": coco_ap(gt_json, predict_ours(ours_ckpt, dicts, categories)),
-        "official": coco_ap(gt_json, predict_official(official_ckpt, dicts, categories)),
+        "ours": coco_ap(gt_json, predict_ours(ours_ckpt, dicts, categories, size)),
+        "official": coco_ap(gt_json, predict_official(official_ckpt, dicts, categories, size)),
     }
 
 
@@ -608,7 +603,8 @@ def main(argv=None) -> None:
         except OSError:
             pass
         per_seed[seed] = evaluate_both(
-            os.path.join(ours_dir, "model_final.pth"), os.path.join(official_dir, "final_ema.pth"), gt_json
+            os.path.join(ours_dir, "model_final.pth"), os.path.join(official_dir, "final_ema.pth"), gt_json,
+            sched["input_size"],
         )
         print(f"seed {seed}: {json.dumps(per_seed[seed])}", flush=True)
 

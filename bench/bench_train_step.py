@@ -147,7 +147,7 @@ def main(argv=None):
                 )
         notes.append(
             f"Share of the measured fp32 GEMM peak ({peak:.0f} GFLOP/s, `bench_forward.measure_peak_gflops`) "
-            "reached by forward + backward, counted as 3 x the forward's 26.8 GFLOPs per 640 image "
+            f"reached by forward + backward, counted as 3 x the forward's {S_GFLOPS_AT_640:.1f} GFLOPs per 640 image "
             "(backward = input and weight gradients, each as large as the forward): " + "; ".join(shares) + "."
         )
     notes.append(
