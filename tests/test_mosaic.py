@@ -101,12 +101,14 @@ def test_output_format_both_modes(big_dicts):
     assert len(s["instances"]) == 0
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_box_consistency_through_dataset(dicts, seed):
-    """Mosaic + affine + flip (no MixUp / HSV, which change colours): boxes follow pixels."""
+@pytest.mark.parametrize("seed,pivot", [(0, "center"), (1, "center"), (2, "center"), (3, "center"), (0, "origin"), (1, "origin")])
+def test_box_consistency_through_dataset(dicts, seed, pivot):
+    """Mosaic + affine + flip (no MixUp / HSV, which change colours): boxes follow pixels,
+    with either affine pivot."""
     ds = MosaicMixupDataset(
         dicts,
         image_size=(128, 128),
+        affine_pivot=pivot,
         enable_mixup=False,
         hsv_prob=0.0,
         mosaic_scale=(0.5, 1.5),
@@ -128,6 +130,15 @@ def test_box_consistency_through_dataset(dicts, seed):
         check_boxes(
             img, s["instances"].gt_boxes.tensor.numpy(), s["instances"].gt_classes.numpy(), range(7), tol=1.5
         )
+
+
+def test_affine_pivot_is_checked_and_changes_the_samples(dicts):
+    with pytest.raises(ValueError, match="affine_pivot"):
+        MosaicMixupDataset(dicts, image_size=(64, 64), affine_pivot="corner")
+    kw = dict(image_size=(128, 128), enable_mixup=False, hsv_prob=0.0, flip_prob=0.0, seed=0)
+    a = MosaicMixupDataset(dicts, **kw)[0]["image"]
+    b = MosaicMixupDataset(dicts, affine_pivot="origin", **kw)[0]["image"]
+    assert a.shape == b.shape and not torch.equal(a, b)
 
 
 def test_plain_mode_is_official_train_transform(dicts):

@@ -594,3 +594,29 @@ def test_apply_hsv_offsets_in_place_and_copy():
     T.apply_hsv_offsets(img, offsets, out=big[:64, :64])
     np.testing.assert_array_equal(big[:64, :64], ref)
     np.testing.assert_array_equal(T.apply_hsv_offsets(img, [0, 0, 0]), img)
+
+
+def test_sample_affine_matrix_pivot_origin_keeps_the_linear_part_and_moves_the_pivot():
+    """``pivot="origin"``: same draws as the centre pivot (same rotation / scale / shear), the
+    input's top-left corner lands within ``translate`` of the output's, the centre pivot puts the
+    input centre within ``translate`` of the output centre."""
+    out_hw, in_hw, tr = (180, 220), (360, 440), 0.1
+    for seed in range(20):
+        Mc, sc = T.sample_affine_matrix(np.random.default_rng(seed), in_hw, out_hw, 10.0, tr, (0.5, 1.5), 2.0)
+        Mo, so = T.sample_affine_matrix(
+            np.random.default_rng(seed), in_hw, out_hw, 10.0, tr, (0.5, 1.5), 2.0, pivot="origin"
+        )
+        assert sc == so
+        np.testing.assert_allclose(Mo[:, :2], Mc[:, :2])
+        origin = Mo[:, 2]
+        assert abs(origin[0]) <= tr * out_hw[1] + 1e-9 and abs(origin[1]) <= tr * out_hw[0] + 1e-9
+        centre = Mc[:, :2] @ np.array([in_hw[1] / 2, in_hw[0] / 2]) + Mc[:, 2]
+        assert abs(centre[0] - out_hw[1] / 2) <= tr * out_hw[1] + 1e-9
+        assert abs(centre[1] - out_hw[0] / 2) <= tr * out_hw[0] + 1e-9
+        # the centre pivot does move the top-left corner away from the output's
+        assert np.abs(Mc[:, 2]).max() > tr * max(out_hw)
+    # no jitter at all: origin pivot is the identity
+    M, _ = T.sample_affine_matrix(np.random.default_rng(0), in_hw, out_hw, 0.0, 0.0, (1.0, 1.0), 0.0, pivot="origin")
+    np.testing.assert_allclose(M, np.eye(3)[:2], atol=1e-12)
+    with pytest.raises(ValueError, match="pivot"):
+        T.sample_affine_matrix(np.random.default_rng(0), in_hw, out_hw, pivot="corner")

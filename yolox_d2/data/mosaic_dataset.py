@@ -110,6 +110,7 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         degrees: float = _RECIPE["degrees"],
         translate: float = _RECIPE["translate"],
         shear: float = _RECIPE["shear"],
+        affine_pivot: str = "center",
         hsv_prob: float = _RECIPE["hsv_prob"],
         flip_prob: float = _RECIPE["flip_prob"],
         max_labels: Optional[int] = 120,
@@ -148,6 +149,9 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             degrees: random affine rotation range ``U(-degrees, degrees)``.
             translate: random affine translation, a fraction of ``image_size``.
             shear: random affine shear range in degrees ``U(-shear, shear)``.
+            affine_pivot: ``"center"`` (the mosaic's centre lands at the output centre) or
+                ``"origin"`` (its top-left corner at the output's, as the official 0.3.0
+                ``get_affine_matrix``); see :func:`~yolox_d2.data.transforms.sample_affine_matrix`.
             hsv_prob: probability of the HSV jitter.
             flip_prob: probability of the horizontal flip.
             max_labels: keep at most this many boxes per sample (official: 120; the first
@@ -212,6 +216,9 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         self.degrees = float(degrees)
         self.translate = float(translate)
         self.shear = float(shear)
+        if affine_pivot not in T.AFFINE_PIVOTS:
+            raise ValueError(f"affine_pivot must be one of {T.AFFINE_PIVOTS}, got {affine_pivot!r}")
+        self.affine_pivot = affine_pivot
         self.hsv_prob = float(hsv_prob)
         self.flip_prob = float(flip_prob)
         self.max_labels = None if max_labels is None else int(max_labels)
@@ -310,7 +317,8 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         indices = [index] + [self._readable(int(i), rng) for i in rng.integers(0, len(self), 3)]
         center = T.mosaic_center(rng, self.image_size)
         M, s = T.sample_affine_matrix(
-            rng, (2 * h, 2 * w), (h, w), self.degrees, self.translate, self.mosaic_scale, self.shear
+            rng, (2 * h, 2 * w), (h, w), self.degrees, self.translate, self.mosaic_scale, self.shear,
+            pivot=self.affine_pivot,
         )
         visible = T.mosaic_slots_visible(center, self.image_size, M)
         loaded: Dict[int, Part] = {}

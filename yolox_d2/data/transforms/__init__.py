@@ -36,7 +36,7 @@ for the same draws both give the same boxes and the same pixels up to interpolat
 bilinear sampling instead of a resize followed by a warp; tile seams are not blended).
 """
 
-from .affine import RangeLike, affine_boxes, affine_pixel_matrix, apply_affine_to_boxes, sample_affine_matrix
+from .affine import AFFINE_PIVOTS, RangeLike, affine_boxes, affine_pixel_matrix, apply_affine_to_boxes, sample_affine_matrix
 from .boxes import box_candidates, clip_boxes, filter_small_boxes
 from .color import apply_hsv_offsets, sample_hsv_offsets
 from .flip import flip_boxes, horizontal_flip
@@ -78,6 +78,7 @@ __all__ = [
     "sample_hsv_offsets",
     "apply_hsv_offsets",
     "sample_affine_matrix",
+    "AFFINE_PIVOTS",
     "affine_pixel_matrix",
     "apply_affine_to_boxes",
     "affine_boxes",

@@ -43,6 +43,10 @@ def draw_uniform(rng: np.random.Generator, value: RangeLike, center: float = 0.0
     return float(rng.uniform(float(value[0]), float(value[1])))
 
 
+#: Where :func:`sample_affine_matrix` pivots: the input centre or its top-left corner.
+AFFINE_PIVOTS = ("center", "origin")
+
+
 def sample_affine_matrix(
     rng: np.random.Generator,
     input_size: SizeLike,
@@ -51,6 +55,7 @@ def sample_affine_matrix(
     translate: float = 0.1,
     scale: RangeLike = (0.1, 2.0),
     shear: RangeLike = 2.0,
+    pivot: str = "center",
 ) -> Tuple[np.ndarray, float]:
     """
     Draw the YOLOX random affine: centre, rotate + scale, shear, translate.
@@ -61,6 +66,11 @@ def sample_affine_matrix(
     puts the origin at ``U(0.5 - translate, 0.5 + translate)`` times the output size.
     Draw order: angle, scale, shear x, shear y, translation x, translation y.
 
+    With ``pivot="origin"`` (the official yolox 0.3.0 ``get_affine_matrix``) ``C`` is the
+    identity (the input's top-left corner is the pivot) and ``T`` puts it at
+    ``U(-translate, translate)`` times the output size: the output then shows the top-left
+    part of the input around the pivot instead of its centre. Same draws, same order.
+
     Args:
         rng: random generator.
         input_size: ``(height, width)`` of the input image.
@@ -69,14 +79,20 @@ def sample_affine_matrix(
         translate: fraction of the output size for the random translation of the centre.
         scale: scale range: a pair ``(lo, hi)`` or a scalar ``v`` meaning ``U(1 - v, 1 + v)``.
         shear: shear range in degrees (like ``degrees``).
+        pivot: ``"center"`` (the input centre goes to the output centre; default) or
+            ``"origin"`` (the input's top-left corner goes to the output's, as the official
+            0.3.0 code does).
 
     Returns:
         ``(M, s)``: the ``2x3`` matrix in continuous pixel coordinates and the scale ``s``.
     """
+    if pivot not in AFFINE_PIVOTS:
+        raise ValueError(f"The affine pivot must be one of {AFFINE_PIVOTS}, got {pivot!r}")
     in_h, in_w = to_hw(input_size)
     out_h, out_w = to_hw(output_size)
     C = np.eye(3)
-    C[0, 2], C[1, 2] = -in_w / 2.0, -in_h / 2.0
+    if pivot == "center":
+        C[0, 2], C[1, 2] = -in_w / 2.0, -in_h / 2.0
 
     angle = math.radians(draw_uniform(rng, degrees))
     s = draw_uniform(rng, scale, center=1.0)
@@ -92,8 +108,9 @@ def sample_affine_matrix(
     S[1, 0] = math.tan(math.radians(draw_uniform(rng, shear)))
 
     T = np.eye(3)
-    T[0, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * out_w
-    T[1, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * out_h
+    mid = 0.5 if pivot == "center" else 0.0
+    T[0, 2] = rng.uniform(mid - translate, mid + translate) * out_w
+    T[1, 2] = rng.uniform(mid - translate, mid + translate) * out_h
     M = T @ S @ R @ C
     return M[:2], s
 
