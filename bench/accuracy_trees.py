@@ -68,7 +68,7 @@ MAX_DETS = 100
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iters", type=int, default=None, help="training iterations (default: the config's, 1000)")
+    p.add_argument("--iters", type=int, default=None, help="training iterations (default: the config's train.max_iter)")
     p.add_argument("--output-dir", default=os.path.join(REPO_ROOT, "output", "accuracy_trees"))
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one training pair per seed (default: 0 1 2)")
     p.add_argument("--seed", type=int, default=None, help="a single seed: the same as --seeds SEED")
