@@ -116,12 +116,40 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def vector_isa() -> str:
+    """The CPU's widest vector ISA (from /proc/cpuinfo flags), what torch's ATen kernels use
+    (``torch.backends.cpu.get_cpu_capability()``, lowered by ``ATEN_CPU_CAPABILITY``) and the
+    ``ONEDNN_MAX_CPU_ISA`` cap when one is set: the timings depend on all three."""
+    import torch
+
+    flags: set = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    if "avx512f" in flags:
+        cpu = "AVX-512" + (" (with VNNI / BF16)" if {"avx512_vnni", "avx512_bf16"} <= flags else "")
+    elif "avx2" in flags:
+        cpu = "AVX2 (no AVX-512)"
+    else:
+        cpu = "unknown" if not flags else "below AVX2"
+    text = f"{cpu}; torch kernels: {torch.backends.cpu.get_cpu_capability()}"
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        text += f"; ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']}"
+    return text
+
+
 def machine_info() -> Dict[str, str]:
     """Machine and library versions, recorded with every figure."""
     import torch
 
     info = {
         "cpu": f"{_cpu_model()}, {os.cpu_count()} logical cores",
+        "vector ISA": vector_isa(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch threads": str(torch.get_num_threads()),

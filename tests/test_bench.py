@@ -153,3 +153,18 @@ def test_run_all_accuracy_table_shows_mean_and_spread():
     old = {"official_ap": 20.0, "official_ap50": 50.0, "ours_ap": 21.0, "ours_ap50": 51.0}
     assert run_all.accuracy_table({"figures": old})[2:] == ["| official YOLOX 0.3.0 | 20.0 | 50.0 |", "| yolox_d2 | 21.0 | 51.0 |"]
     assert run_all.accuracy_table({"figures": {"ours_ap": 1.0}}) == []
+
+
+def test_machine_info_records_the_vector_isa_and_its_caps(monkeypatch):
+    benchlib = _load("benchlib")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    isa = benchlib.machine_info()["vector ISA"]
+    assert isa.split(";")[0].split()[0] in {"AVX-512", "AVX2", "below", "unknown"}
+    assert "ONEDNN_MAX_CPU_ISA" not in isa
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert benchlib.vector_isa().endswith("ONEDNN_MAX_CPU_ISA=AVX2")
+    # ATen's kernel level is fixed when torch loads: a lowered one shows in a fresh process.
+    code = f"import sys; sys.path.insert(0, {str(REPO_ROOT / 'bench')!r}); import benchlib; print(benchlib.vector_isa())"
+    env = dict(__import__("os").environ, ATEN_CPU_CAPABILITY="default")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "torch kernels: DEFAULT" in out
