@@ -136,9 +136,11 @@ def test_affine_pivot_is_checked_and_changes_the_samples(dicts):
     with pytest.raises(ValueError, match="affine_pivot"):
         MosaicMixupDataset(dicts, image_size=(64, 64), affine_pivot="corner")
     kw = dict(image_size=(128, 128), enable_mixup=False, hsv_prob=0.0, flip_prob=0.0, seed=0)
-    a = MosaicMixupDataset(dicts, **kw)[0]["image"]
+    a = MosaicMixupDataset(dicts, affine_pivot="center", **kw)[0]["image"]
     b = MosaicMixupDataset(dicts, affine_pivot="origin", **kw)[0]["image"]
     assert a.shape == b.shape and not torch.equal(a, b)
+    # the default is the centre pivot
+    assert torch.equal(MosaicMixupDataset(dicts, **kw)[0]["image"], a)
 
 
 def test_plain_mode_is_official_train_transform(dicts):

@@ -149,9 +149,11 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             degrees: random affine rotation range ``U(-degrees, degrees)``.
             translate: random affine translation, a fraction of ``image_size``.
             shear: random affine shear range in degrees ``U(-shear, shear)``.
-            affine_pivot: ``"center"`` (the mosaic's centre lands at the output centre) or
-                ``"origin"`` (its top-left corner at the output's, as the official 0.3.0
-                ``get_affine_matrix``); see :func:`~yolox_d2.data.transforms.sample_affine_matrix`.
+            affine_pivot: ``"center"`` (default: the mosaic's centre lands at the output
+                centre) or ``"origin"`` (its top-left corner at the output's, as the official
+                0.3.0 ``get_affine_matrix``: more padding, fewer boxes per sample). The paired
+                ablation on the tree recipe did not separate them (docs/speed.md);
+                see :func:`~yolox_d2.data.transforms.sample_affine_matrix`.
             hsv_prob: probability of the HSV jitter.
             flip_prob: probability of the horizontal flip.
             max_labels: keep at most this many boxes per sample (official: 120; the first
