@@ -105,15 +105,20 @@ def set_threads(threads: int) -> None:
         pass
 
 
-def _cpu_model() -> str:
+def _cpuinfo(field: str) -> str:
+    """The value of the first ``field`` line of /proc/cpuinfo ("" when there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return ""
+
+
+def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or "unknown"
 
 
 def vector_isa() -> str:
@@ -122,15 +127,7 @@ def vector_isa() -> str:
     ``ONEDNN_MAX_CPU_ISA`` cap when one is set: the timings depend on all three."""
     import torch
 
-    flags: set = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    flags = set(_cpuinfo("flags").split())
     if "avx512f" in flags:
         cpu = "AVX-512" + (" (with VNNI / BF16)" if {"avx512_vnni", "avx512_bf16"} <= flags else "")
     elif "avx2" in flags:

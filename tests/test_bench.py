@@ -6,6 +6,7 @@ smoke run of one side-by-side script.
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -165,6 +166,6 @@ def test_machine_info_records_the_vector_isa_and_its_caps(monkeypatch):
     assert benchlib.vector_isa().endswith("ONEDNN_MAX_CPU_ISA=AVX2")
     # ATen's kernel level is fixed when torch loads: a lowered one shows in a fresh process.
     code = f"import sys; sys.path.insert(0, {str(REPO_ROOT / 'bench')!r}); import benchlib; print(benchlib.vector_isa())"
-    env = dict(__import__("os").environ, ATEN_CPU_CAPABILITY="default")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "torch kernels: DEFAULT" in out
