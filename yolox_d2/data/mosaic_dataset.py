@@ -151,8 +151,8 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             shear: random affine shear range in degrees ``U(-shear, shear)``.
             affine_pivot: ``"center"`` (default: the mosaic's centre lands at the output
                 centre) or ``"origin"`` (its top-left corner at the output's, as the official
-                0.3.0 ``get_affine_matrix``: more padding, fewer boxes per sample; better in five
-                of six paired runs of the tree recipe, docs/speed.md);
+                0.3.0 ``get_affine_matrix``: more padding, fewer boxes per sample; better in six
+                of eight paired runs of the tree recipe, docs/speed.md);
                 see :func:`~yolox_d2.data.transforms.sample_affine_matrix`.
             hsv_prob: probability of the HSV jitter.
             flip_prob: probability of the horizontal flip.
