@@ -127,7 +127,7 @@ def random_affine(
         out_h, out_w = to_hw(target_size)
     if out_h <= 0 or out_w <= 0:
         raise ValueError(f"Invalid affine output size {(out_h, out_w)}")
-    M, s = sample_affine_matrix(rng, (H, W), (out_h, out_w), degrees, translate, scale, shear)
+    M, s = sample_affine_matrix(rng, (H, W), (out_h, out_w), degrees, translate, scale, shear, pivot="center")
     out = cv2.warpAffine(
         image,
         affine_pixel_matrix(M),

@@ -223,7 +223,7 @@ def test_box_consistency_random_affine(seed):
     assert out.shape == (180, 220, 3)
     # replay the draw: full transformed area of each rectangle bounds what may be dropped
     M, s = T.sample_affine_matrix(
-        np.random.default_rng(seed), (160, 200), (180, 220), 10.0, 0.1, (0.5, 1.5), 2.0
+        np.random.default_rng(seed), (160, 200), (180, 220), 10.0, 0.1, (0.5, 1.5), 2.0, pivot="center"
     )
     det = abs(np.linalg.det(M[:, :2]))
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -484,7 +484,7 @@ def _reference_chain(images, boxes, classes, partner, rng, size, scale, flip):
 def _fused_chain(images, boxes, classes, partner, rng, size, scale, flip):
     h, w = size
     center = T.mosaic_center(rng, size)
-    M, s = T.sample_affine_matrix(rng, (2 * h, 2 * w), size, 10.0, 0.1, scale, 2.0)
+    M, s = T.sample_affine_matrix(rng, (2 * h, 2 * w), size, 10.0, 0.1, scale, 2.0, pivot="center")
     tiles = T.mosaic_tiles([im.shape[:2] for im in images], center, size)
     b, c = T.mosaic_boxes(tiles, boxes, classes)
     b, c = T.affine_boxes(b, c, M, s, size)
@@ -552,7 +552,7 @@ def test_invisible_mosaic_slots_change_nothing(seed):
     for _ in range(60):
         state = rng.bit_generator.state
         center = T.mosaic_center(rng, size)
-        M, _ = T.sample_affine_matrix(rng, (128, 128), size, 10.0, 0.1, (1.2, 2.0), 2.0)
+        M, _ = T.sample_affine_matrix(rng, (128, 128), size, 10.0, 0.1, (1.2, 2.0), 2.0, pivot="center")
         visible = T.mosaic_slots_visible(center, size, M)
         if all(visible):
             continue
@@ -602,7 +602,7 @@ def test_sample_affine_matrix_pivot_origin_keeps_the_linear_part_and_moves_the_p
     input centre within ``translate`` of the output centre."""
     out_hw, in_hw, tr = (180, 220), (360, 440), 0.1
     for seed in range(20):
-        Mc, sc = T.sample_affine_matrix(np.random.default_rng(seed), in_hw, out_hw, 10.0, tr, (0.5, 1.5), 2.0)
+        Mc, sc = T.sample_affine_matrix(np.random.default_rng(seed), in_hw, out_hw, 10.0, tr, (0.5, 1.5), 2.0, pivot="center")
         Mo, so = T.sample_affine_matrix(
             np.random.default_rng(seed), in_hw, out_hw, 10.0, tr, (0.5, 1.5), 2.0, pivot="origin"
         )
@@ -615,6 +615,10 @@ def test_sample_affine_matrix_pivot_origin_keeps_the_linear_part_and_moves_the_p
         assert abs(centre[1] - out_hw[0] / 2) <= tr * out_hw[0] + 1e-9
         # the centre pivot does move the top-left corner away from the output's
         assert np.abs(Mc[:, 2]).max() > tr * max(out_hw)
+    # the default is the origin pivot
+    Md, _ = T.sample_affine_matrix(np.random.default_rng(0), in_hw, out_hw, 10.0, tr, (0.5, 1.5), 2.0)
+    Mo, _ = T.sample_affine_matrix(np.random.default_rng(0), in_hw, out_hw, 10.0, tr, (0.5, 1.5), 2.0, pivot="origin")
+    np.testing.assert_array_equal(Md, Mo)
     # no jitter at all: origin pivot is the identity
     M, _ = T.sample_affine_matrix(np.random.default_rng(0), in_hw, out_hw, 0.0, 0.0, (1.0, 1.0), 0.0, pivot="origin")
     np.testing.assert_allclose(M, np.eye(3)[:2], atol=1e-12)

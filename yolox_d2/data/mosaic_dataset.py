@@ -110,7 +110,7 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         degrees: float = _RECIPE["degrees"],
         translate: float = _RECIPE["translate"],
         shear: float = _RECIPE["shear"],
-        affine_pivot: str = "center",
+        affine_pivot: str = "origin",
         hsv_prob: float = _RECIPE["hsv_prob"],
         flip_prob: float = _RECIPE["flip_prob"],
         max_labels: Optional[int] = 120,
@@ -149,10 +149,10 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
             degrees: random affine rotation range ``U(-degrees, degrees)``.
             translate: random affine translation, a fraction of ``image_size``.
             shear: random affine shear range in degrees ``U(-shear, shear)``.
-            affine_pivot: ``"center"`` (default: the mosaic's centre lands at the output
-                centre) or ``"origin"`` (its top-left corner at the output's, as the official
-                0.3.0 ``get_affine_matrix``: more padding, fewer boxes per sample; better in six
-                of eight paired runs of the tree recipe, docs/speed.md);
+            affine_pivot: ``"origin"`` (default: the mosaic's top-left corner lands at the
+                output's, as the official 0.3.0 ``get_affine_matrix``: more padding, fewer
+                boxes per sample; better in six of eight paired runs of the tree recipe,
+                docs/speed.md) or ``"center"`` (the mosaic's centre at the output centre);
                 see :func:`~yolox_d2.data.transforms.sample_affine_matrix`.
             hsv_prob: probability of the HSV jitter.
             flip_prob: probability of the horizontal flip.

@@ -55,21 +55,23 @@ def sample_affine_matrix(
     translate: float = 0.1,
     scale: RangeLike = (0.1, 2.0),
     shear: RangeLike = 2.0,
-    pivot: str = "center",
+    pivot: str = "origin",
 ) -> Tuple[np.ndarray, float]:
     """
-    Draw the YOLOX random affine: centre, rotate + scale, shear, translate.
+    Draw the YOLOX random affine: rotate + scale, shear, translate about a pivot.
 
-    ``M = T @ S @ R @ C``: ``C`` moves the input centre to the origin, ``R`` rotates by
+    ``M = T @ S @ R @ C``: ``C`` moves the pivot to the origin, ``R`` rotates by
     ``a ~ U(-degrees, degrees)`` (counter-clockwise on screen) and scales by
     ``s ~ U(scale)``, ``S`` shears by ``U(-shear, shear)`` degrees along x and y and ``T``
-    puts the origin at ``U(0.5 - translate, 0.5 + translate)`` times the output size.
+    moves the pivot to its place in the output.
     Draw order: angle, scale, shear x, shear y, translation x, translation y.
 
-    With ``pivot="origin"`` (the official yolox 0.3.0 ``get_affine_matrix``) ``C`` is the
-    identity (the input's top-left corner is the pivot) and ``T`` puts it at
-    ``U(-translate, translate)`` times the output size: the output then shows the top-left
-    part of the input around the pivot instead of its centre. Same draws, same order.
+    With ``pivot="origin"`` (the default, the official yolox 0.3.0 ``get_affine_matrix``)
+    ``C`` is the identity (the input's top-left corner is the pivot) and ``T`` puts it at
+    ``U(-translate, translate)`` times the output size: the output shows the top-left part
+    of the input. With ``pivot="center"`` ``C`` moves the input centre to the origin and
+    ``T`` puts it at ``U(0.5 - translate, 0.5 + translate)`` times the output size. Same
+    draws, same order.
 
     Args:
         rng: random generator.
@@ -79,9 +81,9 @@ def sample_affine_matrix(
         translate: fraction of the output size for the random translation of the centre.
         scale: scale range: a pair ``(lo, hi)`` or a scalar ``v`` meaning ``U(1 - v, 1 + v)``.
         shear: shear range in degrees (like ``degrees``).
-        pivot: ``"center"`` (the input centre goes to the output centre; default) or
-            ``"origin"`` (the input's top-left corner goes to the output's, as the official
-            0.3.0 code does).
+        pivot: ``"origin"`` (the input's top-left corner goes to the output's, as the
+            official 0.3.0 code does; default) or ``"center"`` (the input centre goes to the
+            output centre).
 
     Returns:
         ``(M, s)``: the ``2x3`` matrix in continuous pixel coordinates and the scale ``s``.
