@@ -110,7 +110,7 @@ class MosaicMixupDataset(torch.utils.data.Dataset):
         degrees: float = _RECIPE["degrees"],
         translate: float = _RECIPE["translate"],
         shear: float = _RECIPE["shear"],
-        affine_pivot: str = "origin",
+        affine_pivot: str = T.DEFAULT_AFFINE_PIVOT,
         hsv_prob: float = _RECIPE["hsv_prob"],
         flip_prob: float = _RECIPE["flip_prob"],
         max_labels: Optional[int] = 120,

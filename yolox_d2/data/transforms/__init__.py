@@ -36,7 +36,7 @@ for the same draws both give the same boxes and the same pixels up to interpolat
 bilinear sampling instead of a resize followed by a warp; tile seams are not blended).
 """
 
-from .affine import AFFINE_PIVOTS, RangeLike, affine_boxes, affine_pixel_matrix, apply_affine_to_boxes, sample_affine_matrix
+from .affine import AFFINE_PIVOTS, DEFAULT_AFFINE_PIVOT, RangeLike, affine_boxes, affine_pixel_matrix, apply_affine_to_boxes, sample_affine_matrix
 from .boxes import box_candidates, clip_boxes, filter_small_boxes
 from .color import apply_hsv_offsets, sample_hsv_offsets
 from .flip import flip_boxes, horizontal_flip
@@ -79,6 +79,7 @@ __all__ = [
     "apply_hsv_offsets",
     "sample_affine_matrix",
     "AFFINE_PIVOTS",
+    "DEFAULT_AFFINE_PIVOT",
     "affine_pixel_matrix",
     "apply_affine_to_boxes",
     "affine_boxes",

@@ -45,6 +45,8 @@ def draw_uniform(rng: np.random.Generator, value: RangeLike, center: float = 0.0
 
 #: Where :func:`sample_affine_matrix` pivots: the input centre or its top-left corner.
 AFFINE_PIVOTS = ("center", "origin")
+#: The default pivot: the official yolox 0.3.0 one.
+DEFAULT_AFFINE_PIVOT = "origin"
 
 
 def sample_affine_matrix(
@@ -55,7 +57,7 @@ def sample_affine_matrix(
     translate: float = 0.1,
     scale: RangeLike = (0.1, 2.0),
     shear: RangeLike = 2.0,
-    pivot: str = "origin",
+    pivot: str = DEFAULT_AFFINE_PIVOT,
 ) -> Tuple[np.ndarray, float]:
     """
     Draw the YOLOX random affine: rotate + scale, shear, translate about a pivot.
@@ -78,7 +80,7 @@ def sample_affine_matrix(
         input_size: ``(height, width)`` of the input image.
         output_size: ``(height, width)`` of the output image.
         degrees: rotation range: ``d`` means ``U(-d, d)``, a pair means ``U(lo, hi)``.
-        translate: fraction of the output size for the random translation of the centre.
+        translate: fraction of the output size for the random translation of the pivot.
         scale: scale range: a pair ``(lo, hi)`` or a scalar ``v`` meaning ``U(1 - v, 1 + v)``.
         shear: shear range in degrees (like ``degrees``).
         pivot: ``"origin"`` (the input's top-left corner goes to the output's, as the
