@@ -24,6 +24,7 @@ import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
+from detectron2.structures import BoxMode
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from .predictor import YOLOXPredictor
@@ -32,6 +33,7 @@ __all__ = [
     "IMAGE_EXTS",
     "VIDEO_EXTS",
     "DEFAULT_FPS",
+    "GROUND_TRUTH_COLOR",
     "InputError",
     "draw_detections",
     "draw_ground_truth_beside",
@@ -50,6 +52,9 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 #: Frame rate of the written video when the input does not tell its own.
 DEFAULT_FPS = 25.0
+#: RGB colour (0-1) of every ground-truth box (orange, which stands out on foliage), so that
+#: every drawing of a record looks the same.
+GROUND_TRUTH_COLOR = (1.0, 0.4, 0.0)
 
 
 class InputError(OSError):
@@ -87,8 +92,9 @@ def _caption(image_bgr: np.ndarray, text: str) -> np.ndarray:
 def draw_ground_truth_beside(
     image_bgr: np.ndarray, record: dict, predictions_bgr: np.ndarray, metadata: Optional[Metadata], caption: str
 ) -> np.ndarray:
-    """The dataset record's ground-truth boxes drawn on the image (left) beside a drawing of
-    the predictions (right), each with a caption above it.
+    """The dataset record's ground-truth boxes drawn on the image (left, all in
+    :data:`GROUND_TRUTH_COLOR`) beside a drawing of the predictions (right), each with a
+    caption above it.
 
     Args:
         image_bgr: (H, W, 3) uint8 BGR image.
@@ -98,9 +104,17 @@ def draw_ground_truth_beside(
         metadata: Detectron2 metadata giving the class names, or ``None``.
         caption: the caption of the predictions.
     """
+    annotations = record.get("annotations", [])
+    names = metadata.get("thing_classes", None) if metadata is not None else None
     visualizer = Visualizer(image_bgr[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
-    truth = visualizer.draw_dataset_dict(record).get_image()[:, :, ::-1]
-    truth = _caption(np.ascontiguousarray(truth), f"ground truth: {len(record.get('annotations', []))} boxes")
+    if annotations:
+        visualizer.overlay_instances(
+            boxes=[BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations],
+            labels=[names[a["category_id"]] if names else str(a["category_id"]) for a in annotations],
+            assigned_colors=[GROUND_TRUTH_COLOR] * len(annotations),
+        )
+    truth = visualizer.output.get_image()[:, :, ::-1]
+    truth = _caption(np.ascontiguousarray(truth), f"ground truth: {len(annotations)} boxes")
     gap = np.full((truth.shape[0], 8, 3), 255, dtype=np.uint8)
     return np.concatenate([truth, gap, _caption(predictions_bgr, caption)], axis=1)
 
