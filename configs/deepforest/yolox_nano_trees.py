@@ -1,7 +1,7 @@
 """
 YOLOX-Nano trained from scratch on the aerial tree photos shipped in deepforest==2.1.0
 (datasets ``deepforest_trees_train`` / ``deepforest_trees_val``, registered by yolox_d2),
-sized to train and evaluate on a 2-core CPU in about 8 minutes (``make demo``).
+sized to train and evaluate on a 2-core CPU in 8-12 minutes (``make demo``).
 Trained from scratch (no pretrained weights can be downloaded), so AP stays modest.
 """
 from ..yolox_nano import dataloader, lr_multiplier, model, optimizer, train
