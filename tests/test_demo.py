@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from detectron2.config import LazyConfig, instantiate
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
 from detectron2.structures import BoxMode
+from detectron2.utils.visualizer import Visualizer
 
 from yolox_d2.data.mappers import YOLOXTestMapper
 from yolox_d2.engine import ModelEMA, YOLOXPredictor
@@ -215,16 +216,30 @@ def test_ground_truth_is_drawn_in_one_colour_whatever_the_random_state():
     record = {"annotations": [{"bbox": [20, 30, 60, 50], "bbox_mode": BoxMode.XYWH_ABS, "category_id": c}
                               for c in (0, 1)]}
     metadata = MetadataCatalog.get("demo_one_colour_test").set(thing_classes=["tree", "bush"])
-    drawings = []
-    for seed in (0, 1):
-        np.random.seed(seed)
-        drawings.append(draw_ground_truth_beside(image, record, image, metadata, "predictions"))
+    try:
+        drawings = []
+        for seed in (0, 1):
+            np.random.seed(seed)
+            drawings.append(draw_ground_truth_beside(image, record, image, metadata, "predictions"))
+    finally:
+        MetadataCatalog.remove("demo_one_colour_test")
     np.testing.assert_array_equal(drawings[0], drawings[1])
     edge = drawings[0][28 + 40, 20].astype(int)  # the box's left edge (x=20), BGR
     assert np.abs(edge - 90).max() > 50, edge
     # the channels keep the order of GROUND_TRUTH_COLOR's (RGB) on the grey image
     assert list(np.argsort(edge[::-1])) == list(np.argsort(GROUND_TRUTH_COLOR)), edge
-    MetadataCatalog.remove("demo_one_colour_test")
+
+
+def test_ground_truth_labels_name_the_class_and_crowds_as_detectron2_does(monkeypatch):
+    labels = []
+    monkeypatch.setattr(Visualizer, "overlay_instances", lambda self, **kw: labels.extend(kw["labels"]))
+    image = np.zeros((40, 40, 3), dtype=np.uint8)
+    record = {"annotations": [{"bbox": [1, 1, 9, 9], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 1, "iscrowd": crowd}
+                              for crowd in (0, 1)]}
+    metadata = Metadata(name="demo_labels_test", thing_classes=["tree", "bush"])
+    draw_ground_truth_beside(image, record, image, metadata, "predictions")
+    draw_ground_truth_beside(image, record, image, None, "predictions")  # no class names: the ids
+    assert labels == ["bush", "bush|crowd", "1", "1|crowd"]
 
 
 def test_output_names_do_not_collide():

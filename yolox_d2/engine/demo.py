@@ -110,7 +110,10 @@ def draw_ground_truth_beside(
     if annotations:
         visualizer.overlay_instances(
             boxes=[BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations],
-            labels=[names[a["category_id"]] if names else str(a["category_id"]) for a in annotations],
+            labels=[  # as Visualizer.draw_dataset_dict labels them
+                (names[a["category_id"]] if names else str(a["category_id"])) + ("|crowd" if a.get("iscrowd") else "")
+                for a in annotations
+            ],
             assigned_colors=[GROUND_TRUTH_COLOR] * len(annotations),
         )
     truth = visualizer.output.get_image()[:, :, ::-1]
