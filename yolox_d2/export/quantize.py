@@ -35,6 +35,7 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from detectron2.structures import Boxes, pairwise_iou
 
 from ..data.mappers import read_image_bgr
 from ..data.transforms import SizeLike
@@ -317,17 +318,6 @@ class Int8Agreement:
         )
 
 
-def _pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every XYXY box of ``a`` (M, 4) with every box of ``b`` (K, 4)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def int8_agreement(fp32_detections: np.ndarray, int8_detections: np.ndarray, iou_thresh: float = 0.5) -> Int8Agreement:
     """
     Match INT8 detections to float32 ones, one to one: per image, float32 detections in
@@ -345,7 +335,7 @@ def int8_agreement(fp32_detections: np.ndarray, int8_detections: np.ndarray, iou
     for b in np.unique(fp32[:, 0]):
         f, q = fp32[fp32[:, 0] == b], int8[int8[:, 0] == b]
         f = f[np.argsort(-f[:, 5], kind="stable")]
-        iou = _pairwise_iou(f[:, 1:5], q[:, 1:5])
+        iou = pairwise_iou(Boxes(torch.from_numpy(f[:, 1:5])), Boxes(torch.from_numpy(q[:, 1:5]))).numpy()
         iou[f[:, 6][:, None] != q[:, 6][None, :]] = -1.0
         free = np.ones(len(q), dtype=bool)
         for i in range(len(f)):
